@@ -1,0 +1,89 @@
+# Transfer Learning Fundamentals: build the book, run the tests, work on the notebooks.
+# Needs only python3 (3.10 or newer) and make: everything else is installed into .venv.
+# `make` alone lists the targets.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; pyproject.toml changing makes it stale.
+STAMP := $(VENV)/.installed
+SANITIZE := tests/nbval_sanitize.cfg
+NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb))
+BENCHMARKS ?= $(sort $(wildcard benchmarks/bench_*.py))
+
+.DEFAULT_GOAL := help
+.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench clean clean-all
+
+help:
+	@echo "make book         build the HTML book from the committed notebook outputs (_build/html)"
+	@echo "make test         unit tests with coverage, then nbval re-runs every notebook"
+	@echo "make lab          open JupyterLab on notebooks/"
+	@echo "make execute      re-run every notebook in place (authors), then strip volatile metadata"
+	@echo "                  (one notebook: make execute NOTEBOOKS=notebooks/01_....ipynb)"
+	@echo "make bench        run benchmarks/bench_*.py"
+	@echo "make book-strict  build the book from scratch with warnings as errors (as CI does)"
+	@echo "make install      only create .venv and install the package with all its extras"
+	@echo "make clean        remove _build and test caches; make clean-all also removes .venv"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+		{ echo "Python 3.10 or newer is needed; '$(PYTHON)' is older (try: make PYTHON=python3.11 ...)."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[book,test,lab]'
+	@touch $@
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build .
+	@echo
+	@echo "The book is in _build/html. Open this file in a browser:"
+	@echo "  file://$(CURDIR)/_build/html/index.html"
+
+# Every page is rebuilt (--all) so that warnings of unchanged pages are not skipped.
+book-strict: $(STAMP)
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/ --cov=companion --cov-report=term
+
+# nbval re-executes each notebook in a fresh kernel of this environment and compares every text
+# output with the committed one, after the substitutions listed in $(SANITIZE).
+test-notebooks: $(STAMP)
+ifeq ($(strip $(NOTEBOOKS)),)
+	@echo "No notebooks in notebooks/ yet: nothing for nbval to check."
+else
+	$(BIN)/python tools/strip_volatile.py --check $(NOTEBOOKS)
+	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
+endif
+
+# --allow-root only where make runs as root (containers, cloud machines): Jupyter refuses otherwise.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+execute: $(STAMP)
+ifeq ($(strip $(NOTEBOOKS)),)
+	@echo "No notebooks in notebooks/ yet: nothing to execute."
+else
+	$(BIN)/jupyter execute --inplace --timeout=600 $(NOTEBOOKS)
+	$(BIN)/python tools/strip_volatile.py $(NOTEBOOKS)
+endif
+
+bench: $(STAMP)
+ifeq ($(strip $(BENCHMARKS)),)
+	@echo "No benchmarks/bench_*.py yet: nothing to run."
+else
+	@set -e; for script in $(BENCHMARKS); do \
+		echo "== $$script"; $(BIN)/python $$script; \
+	done
+endif
+
+clean:
+	rm -rf _build .pytest_cache .coverage htmlcov
+
+clean-all: clean
+	rm -rf $(VENV)

@@ -1,0 +1,294 @@
+"""The course's figures: image grids, first-layer filters, feature maps, predictions, curves.
+
+Scope: every function draws one figure in the course style (``COURSE_STYLE``: readable
+font sizes, a colour-blind-safe palette, no seaborn), returns the ``Figure`` and never calls
+``plt.show()``. In Jupyter the inline backend shows the figure once the cell ends; assign it
+(``fig = plots.image_grid(...)``) so it is not displayed twice.
+
+Usage::
+
+    from companion import plots
+    fig = plots.image_grid(image_set.images[:16], image_set.labels[:16], image_set.classes)
+    fig.savefig("grid.png")
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from cycler import cycler
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+COURSE_STYLE: dict = {
+    "figure.dpi": 100, "savefig.dpi": 100, "savefig.bbox": "tight",
+    "figure.constrained_layout.use": True,
+    "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "figure.titlesize": 13,
+    "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
+    "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "axes.axisbelow": True, "grid.alpha": 0.3, "axes.prop_cycle": cycler(color=PALETTE),
+    "image.cmap": "viridis", "svg.hashsalt": "companion",
+}
+
+
+def use_course_style() -> None:
+    """Apply ``COURSE_STYLE`` globally, for a notebook's own matplotlib figures.
+
+    Usage: ``plots.use_course_style()``
+    """
+    matplotlib.rcParams.update(COURSE_STYLE)
+
+
+def _styled(function):
+    """Run a plot function inside the course style (an rcParams context)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(COURSE_STYLE):
+            return function(*args, **kwargs)
+    return wrapper
+
+
+def _to_numpy(values, parameter: str, caller: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    if isinstance(values, (np.ndarray, list, tuple)):
+        return np.asarray(values)
+    raise TypeError(f"The '{parameter}' parameter of {caller} must be a tensor, array or list. "
+                    f"Got {type(values).__name__} instead.")
+
+
+def _check_positive_int(value: object, parameter: str, caller: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"The '{parameter}' parameter of {caller} must be an int >= 1. Got {value!r} instead.")
+    return value
+
+
+def _check_labels(labels, count: int, classes, caller: str) -> np.ndarray:
+    labels = _to_numpy(labels, "labels", caller)
+    if labels.ndim != 1 or len(labels) != count or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"The 'labels' parameter of {caller} must be {count} integer labels, shape "
+                         f"({count},). Got {labels.dtype} with shape {labels.shape} instead.")
+    if classes is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(f"The 'labels' parameter of {caller} must be in [0, {len(classes) - 1}] for "
+                         f"{len(classes)} classes. Got values in [{labels.min()}, {labels.max()}] instead.")
+    return labels
+
+
+def _grid(count: int, ncols: int, cell: float = 1.6, title_space: float = 0.0) -> tuple[Figure, list]:
+    """Make a figure with exactly ``count`` image axes on ``ncols`` columns (unused ones removed)."""
+    ncols = min(ncols, count)
+    nrows = -(-count // ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + title_space),
+                                squeeze=False)
+    axes = list(axes.flat)
+    for axis in axes[count:]:
+        axis.remove()
+    for axis in axes[:count]:
+        axis.set_axis_off()
+    return figure, axes[:count]
+
+
+@_styled
+def image_grid(images, labels=None, classes: Sequence[str] | None = None, ncols: int = 8,
+               title: str | None = None) -> Figure:
+    """Show uint8 images (N, 3, H, W) in a grid, titled with their class names if given.
+
+    Usage: ``image_grid(image_set.images[:16], image_set.labels[:16], image_set.classes)``
+    """
+    images = _to_numpy(images, "images", "image_grid")
+    if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"The 'images' parameter of image_grid must be uint8 with shape (N, 3, H, W). "
+                         f"Got {images.dtype} with shape {images.shape} instead.")
+    if len(images) == 0:
+        raise ValueError("The 'images' parameter of image_grid must hold at least one image. Got 0 instead.")
+    _check_positive_int(ncols, "ncols", "image_grid")
+    if labels is not None:
+        labels = _check_labels(labels, len(images), classes, "image_grid")
+    figure, axes = _grid(len(images), ncols, title_space=0.4 if title else 0.0)
+    for index, axis in enumerate(axes):
+        axis.imshow(images[index].transpose(1, 2, 0))  # (H, W, 3)
+        if labels is not None:
+            label = int(labels[index])
+            axis.set_title(classes[label] if classes is not None else str(label), fontsize=9)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+@_styled
+def first_layer_filters(model: torch.nn.Module, first_conv: str = "conv_stem", ncols: int = 8) -> Figure:
+    """Show each RGB filter of the first convolution as a small image (each min-max normalised).
+
+    ImageNet-trained filters look like colour blobs and oriented edges; random ones like noise.
+
+    Usage: ``first_layer_filters(load_backbone("efficientnet_lite0"))``
+    """
+    convolution = getattr(model, first_conv, None)
+    weight = getattr(convolution, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 4 or weight.shape[1] != 3:
+        raise ValueError(f"first_layer_filters needs a model whose '{first_conv}' is a convolution over "
+                         f"3 RGB channels. Got {type(model).__name__} with weight shape "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else None} instead.")
+    _check_positive_int(ncols, "ncols", "first_layer_filters")
+    filters = weight.detach().float().cpu()  # (C_out, 3, k, k)
+    low = filters.amin(dim=(1, 2, 3), keepdim=True)
+    high = filters.amax(dim=(1, 2, 3), keepdim=True)
+    filters = ((filters - low) / (high - low).clamp_min(1e-12)).numpy()  # (C_out, 3, k, k) in [0, 1]
+    figure, axes = _grid(len(filters), ncols, cell=0.9, title_space=0.4)
+    for axis, image in zip(axes, filters):
+        axis.imshow(image.transpose(1, 2, 0), interpolation="nearest")  # (k, k, 3)
+    figure.suptitle(f"{len(filters)} first-layer filters ({filters.shape[2]}x{filters.shape[3]}, RGB)")
+    return figure
+
+
+@_styled
+def feature_maps(activations, num_maps: int = 16, ncols: int = 8, title: str | None = None) -> Figure:
+    """Show the first ``num_maps`` channels of one image's activations (C, H, W).
+
+    Usage: ``feature_maps(forward_to_depth(model, x, 2)[0])  # x[0] -> (40, H/8, W/8)``
+    """
+    activations = _to_numpy(activations, "activations", "feature_maps")
+    if activations.ndim != 3:
+        hint = " Select one image, e.g. activations[0]." if activations.ndim == 4 else ""
+        raise ValueError(f"The 'activations' parameter of feature_maps must have shape (C, H, W). "
+                         f"Got shape {activations.shape} instead.{hint}")
+    _check_positive_int(num_maps, "num_maps", "feature_maps")
+    _check_positive_int(ncols, "ncols", "feature_maps")
+    count = min(num_maps, len(activations))
+    figure, axes = _grid(count, ncols, title_space=0.4 if title else 0.0)
+    for channel, axis in enumerate(axes):
+        axis.imshow(activations[channel], interpolation="nearest")  # (H, W), own colour scale
+        axis.set_title(f"channel {channel}", fontsize=9)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+@_styled
+def bar_chart_topk(predictions: Sequence[tuple[str, float]], title: str | None = None) -> Figure:
+    """Show one image's top-k (class name, probability) pairs as horizontal bars.
+
+    Usage: ``bar_chart_topk(predict_imagenet(model, images)[0])``
+    """
+    if (not isinstance(predictions, (list, tuple)) or not predictions
+            or not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in predictions)):
+        raise ValueError("The 'predictions' parameter of bar_chart_topk must be a non-empty list of "
+                         f"(class name, probability) pairs for one image. Got {predictions!r:.80} instead.")
+    names = [str(name).split(",")[0] for name, _ in predictions][::-1]
+    values = [float(value) for _, value in predictions][::-1]
+    figure, axis = plt.subplots(figsize=(5.5, 0.45 * len(names) + 1.0))
+    axis.barh(names, values, color=PALETTE[0])
+    axis.set_xlim(0, 1)
+    axis.grid(axis="y", visible=False)
+    axis.set_xlabel("probability")
+    for position, value in enumerate(values):
+        axis.text(value + 0.01, position, f"{value:.2f}", va="center", fontsize=9)
+    if title:
+        axis.set_title(title)
+    return figure
+
+
+@_styled
+def class_balance(labels, classes: Sequence[str], title: str | None = "Images per class") -> Figure:
+    """Show how many images each class has, as bars with counts.
+
+    Usage: ``class_balance(image_set.labels, image_set.classes)``
+    """
+    if not isinstance(classes, (list, tuple)) or not classes:
+        raise ValueError(f"The 'classes' parameter of class_balance must be a non-empty list of names. "
+                         f"Got {classes!r} instead.")
+    labels = _to_numpy(labels, "labels", "class_balance")
+    labels = _check_labels(labels, len(labels), classes, "class_balance")
+    counts = np.bincount(labels, minlength=len(classes))  # (num_classes,)
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.9 * len(classes)), 3.2))
+    bars = axis.bar(range(len(classes)), counts, color=PALETTE[0])
+    axis.bar_label(bars, fontsize=9)
+    axis.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    axis.set_ylabel("images")
+    axis.grid(axis="x", visible=False)
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        axis.set_title(title)
+    return figure
+
+
+@_styled
+def confusion_matrix(y_true, y_pred, classes: Sequence[str], normalize: bool = True,
+                     title: str | None = None) -> Figure:
+    """Show the confusion matrix (rows: true class; row-normalised unless ``normalize=False``).
+
+    Usage: ``confusion_matrix(test_set.labels, predictions, test_set.classes)``
+    """
+    if not isinstance(classes, (list, tuple)) or not classes:
+        raise ValueError(f"The 'classes' parameter of confusion_matrix must be a non-empty list of names. "
+                         f"Got {classes!r} instead.")
+    y_true = _to_numpy(y_true, "y_true", "confusion_matrix")
+    y_true = _check_labels(y_true, len(y_true), classes, "confusion_matrix")
+    y_pred = _check_labels(y_pred, len(y_true), classes, "confusion_matrix")
+    counts = np.zeros((len(classes), len(classes)))  # (true, predicted)
+    np.add.at(counts, (y_true, y_pred), 1)
+    matrix = counts / counts.sum(axis=1, keepdims=True).clip(min=1) if normalize else counts
+    figure, axis = plt.subplots(figsize=(0.7 * len(classes) + 2.5, 0.7 * len(classes) + 1.5))
+    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    axis.grid(False)
+    axis.spines[["top", "right"]].set_visible(True)
+    for (row, column), value in np.ndenumerate(matrix):
+        color = "white" if value > 0.6 * max(matrix.max(), 1e-12) else "black"
+        axis.text(column, row, f"{value:.2f}" if normalize else f"{int(value)}",
+                  ha="center", va="center", fontsize=9, color=color)
+    axis.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title or f"accuracy {np.trace(counts) / max(counts.sum(), 1):.3f}")
+    return figure
+
+
+@_styled
+def learning_curves(history, title: str | None = None) -> Figure:
+    """Plot metrics per epoch; ``history`` maps metric names to lists, or is a list of dicts.
+
+    Losses go on the left axis and accuracies on the right one.
+
+    Usage: ``learning_curves({"train_loss": [...], "val_accuracy": [...]})``
+    """
+    if isinstance(history, (list, tuple)) and history and all(isinstance(row, dict) for row in history):
+        keys = [key for key in history[0] if key != "epoch"]
+        history = {key: [row.get(key, np.nan) for row in history] for key in keys}
+    if not isinstance(history, dict) or not history or not all(
+            isinstance(values, (list, tuple, np.ndarray)) for values in history.values()):
+        raise ValueError("The 'history' parameter of learning_curves must be a non-empty dict of metric "
+                         f"lists or a list of per-epoch dicts. Got {type(history).__name__} instead.")
+    figure, loss_axis = plt.subplots(figsize=(6.5, 3.5))
+    accuracy_axis = None
+    splits = ("train_", "val_", "valid_", "validation_", "test_")
+    metrics = list(dict.fromkeys(key.removeprefix(next((p for p in splits if key.startswith(p)), ""))
+                                 for key in history))  # train_loss and val_loss share a colour
+    for key, values in history.items():
+        metric = key.removeprefix(next((p for p in splits if key.startswith(p)), ""))
+        if "acc" in key and accuracy_axis is None:
+            accuracy_axis = loss_axis.twinx() if any("acc" not in k for k in history) else loss_axis
+            accuracy_axis.spines["right"].set_visible(True)
+            accuracy_axis.grid(False)
+            accuracy_axis.set_ylabel("accuracy")
+        axis = accuracy_axis if "acc" in key else loss_axis
+        axis.plot(np.arange(1, len(values) + 1), values, label=key, marker=".",
+                  color=PALETTE[metrics.index(metric) % len(PALETTE)],
+                  linestyle="-" if key.startswith("train") else "--")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if any("acc" not in key for key in history):
+        loss_axis.set_ylabel("loss")
+    axes = [loss_axis] + ([accuracy_axis] if accuracy_axis not in (None, loss_axis) else [])
+    handles = [line for axis in axes for line in axis.get_lines()]
+    figure.legend(handles, [line.get_label() for line in handles], loc="outside right upper")
+    if title:
+        loss_axis.set_title(title)
+    return figure

@@ -1,0 +1,155 @@
+"""Reproducibility: seeding, deterministic mode, device choice and an environment report.
+
+Scope: everything that decides *whether two runs give the same numbers* lives here.
+`get_device` is the one place in the package that picks a device (CUDA, then MPS, then
+CPU); every other module takes a ``device`` argument and resolves it through this function.
+
+Usage (top of every notebook)::
+
+    from companion import repro
+    repro.seed_everything(0)
+    device = repro.get_device()
+    print(repro.environment_report())
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from importlib import metadata
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "deterministic_mode", "get_device", "environment_report"]
+
+DEVICE_NAMES = ("cpu", "cuda", "mps")
+_CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device).
+
+    Call it once at the top of a notebook; functions that sample still take their own ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+        A non-negative integer (NumPy accepts at most 2**32 - 1).
+
+    Usage: ``seed_everything(0)``
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(
+            f"The 'seed' parameter of seed_everything must be an int in [0, 2**32 - 1]. "
+            f"Got {seed!r} instead."
+        )
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device (lazily, no CUDA init)
+
+
+def deterministic_mode(enabled: bool = True) -> None:
+    """Switch torch's deterministic algorithms on (or off) for bit-identical reruns.
+
+    When enabled: ``torch.use_deterministic_algorithms(True)`` (an operation without a
+    deterministic implementation raises instead of silently differing), cuDNN autotuning off
+    and cuDNN deterministic on, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment.
+    cuBLAS reads that variable when CUDA is initialised, so call this function *before* the
+    first CUDA operation (e.g. right after the imports); calling it later still sets the
+    flags but the cuBLAS setting may not take effect. On CPU it costs little; on a GPU it
+    can slow training down. When disabled, the flags return to torch's defaults (the
+    environment variable is left as it is).
+
+    Usage: ``deterministic_mode(True)``
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(
+            f"The 'enabled' parameter of deterministic_mode must be a bool. Got {enabled!r} instead."
+        )
+    if enabled:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE_CONFIG
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = enabled
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def get_device(prefer: str | torch.device | None = None) -> torch.device:
+    """Return the device to compute on: CUDA if available, then Apple MPS, then CPU.
+
+    Parameters
+    ----------
+    prefer : {"cpu", "cuda", "mps"}, a name with an index such as "cuda:1", a torch.device, or None
+        Ask for one device explicitly; an unavailable one raises ``ValueError``.
+        ``None`` picks the best available one. Every ``device`` argument of the package goes
+        through this function.
+
+    Usage: ``device = get_device()`` or ``get_device("cpu")``
+    """
+    if prefer is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    allowed = f"None or one of {DEVICE_NAMES} (optionally with an index, e.g. 'cuda:1')"
+    device = None
+    if isinstance(prefer, (str, torch.device)):
+        try:
+            device = torch.device(prefer.lower() if isinstance(prefer, str) else prefer)
+        except RuntimeError:
+            pass
+    if device is None or device.type not in DEVICE_NAMES:
+        raise ValueError(f"The 'prefer' parameter of get_device must be {allowed}. Got {prefer!r} instead.")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
+    if not available[device.type]:
+        raise ValueError(
+            f"get_device was asked for {prefer!r}, but this machine has no {device.type.upper()} "
+            f"device available to torch. Use get_device() to pick the best available device, "
+            f"or get_device('cpu')."
+        )
+    return device
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment_report() -> str:
+    """Return a multi-line report of versions, device, threads and the deterministic flag.
+
+    It holds nothing volatile (no timestamps, no memory use), so a notebook can print it and
+    still pass nbval on the same machine.
+
+    Usage: ``print(environment_report())``
+    """
+    from companion import __version__ as companion_version
+
+    device = get_device()
+    device_name = device.type
+    if device.type == "cuda":
+        device_name = f"cuda ({torch.cuda.get_device_name(0)})"
+    rows = [
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("torchvision", _version("torchvision")),
+        ("timm", _version("timm")),
+        ("numpy", np.__version__),
+        ("scikit-learn", _version("scikit-learn")),
+        ("companion", companion_version),
+        ("device", device_name),
+        ("threads", str(torch.get_num_threads())),
+        ("deterministic", str(torch.are_deterministic_algorithms_enabled())),
+    ]
+    lines = [f"{name:<14}{value}" for name, value in rows]
+    return "\n".join(lines)

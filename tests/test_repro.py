@@ -1,0 +1,118 @@
+"""Tests for companion.repro: seeding, deterministic mode, device choice, environment report."""
+
+import os
+import random
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from companion import repro
+
+
+def _draw() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_seed_everything_makes_python_numpy_and_torch_repeat():
+    """Check that seeding twice with the same seed repeats random, numpy and torch draws."""
+    repro.seed_everything(123)
+    first = _draw()
+    repro.seed_everything(123)
+    assert _draw() == first
+    repro.seed_everything(124)
+    assert _draw() != first
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0", 2**32])
+def test_seed_everything_rejects_bad_seeds(seed):
+    """Check that a seed that is not an int in [0, 2**32 - 1] raises a clear ValueError."""
+    with pytest.raises(ValueError, match="The 'seed' parameter of seed_everything must be an int"):
+        repro.seed_everything(seed)
+
+
+@pytest.fixture
+def restore_determinism():
+    before = torch.are_deterministic_algorithms_enabled()
+    env_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    cudnn_before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    yield
+    torch.use_deterministic_algorithms(before)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_before
+    if env_before is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = env_before
+
+
+def test_deterministic_mode_sets_flags_and_cublas_config(restore_determinism):
+    """Check that deterministic_mode toggles torch's flag, cuDNN settings and the cuBLAS variable."""
+    repro.deterministic_mode(True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert "deterministic True" in " ".join(repro.environment_report().split())
+    repro.deterministic_mode(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.deterministic
+
+
+def test_deterministic_mode_rejects_non_bool():
+    """Check that deterministic_mode only accepts a bool."""
+    with pytest.raises(TypeError, match="The 'enabled' parameter of deterministic_mode must be a bool"):
+        repro.deterministic_mode("yes")
+
+
+def test_get_device_default_is_an_available_device():
+    """Check that get_device() returns a torch.device of a known type and 'cpu' always works."""
+    assert repro.get_device().type in repro.DEVICE_NAMES
+    assert repro.get_device("cpu") == torch.device("cpu")
+    assert repro.get_device("CPU") == torch.device("cpu")
+    assert repro.get_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_get_device_order_is_cuda_then_mps_then_cpu(monkeypatch):
+    """Check that the default choice prefers CUDA, then MPS, then the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert repro.get_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(repro, "_mps_available", lambda: True)
+    assert repro.get_device() == torch.device("mps")
+    monkeypatch.setattr(repro, "_mps_available", lambda: False)
+    assert repro.get_device() == torch.device("cpu")
+
+
+def test_get_device_rejects_unknown_names():
+    """Check that an unknown device name raises a ValueError listing the allowed ones."""
+    with pytest.raises(ValueError, match=r"The 'prefer' parameter of get_device must be None or one of"):
+        repro.get_device("tpu")
+    with pytest.raises(ValueError, match="must be None or one of"):
+        repro.get_device(0)
+
+
+def test_get_device_raises_for_an_unavailable_device(monkeypatch):
+    """Check that asking for CUDA or MPS on a machine without it raises a clear error."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(repro, "_mps_available", lambda: False)
+    with pytest.raises(ValueError, match=r"no CUDA device available.*get_device\('cpu'\)"):
+        repro.get_device("cuda")
+    with pytest.raises(ValueError, match="no MPS device available"):
+        repro.get_device("mps:0")
+
+
+def test_get_device_keeps_a_device_index(monkeypatch):
+    """Check that 'cuda:1' keeps its index when CUDA is available."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert repro.get_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_environment_report_lists_versions_and_is_stable():
+    """Check that the report names every library, the device and threads, and repeats exactly."""
+    report = repro.environment_report()
+    for name in ("python", "torch", "torchvision", "timm", "numpy", "scikit-learn", "companion",
+                 "device", "threads", "deterministic"):
+        assert any(line.split()[0] == name for line in report.splitlines()), name
+    assert torch.__version__ in report
+    assert report == repro.environment_report()
+    assert re.search(r"\d{1,2}:\d{2}|\b20\d\d-\d\d", report) is None  # no clock time, no date

@@ -1,0 +1,302 @@
+"""Tests for companion.train: the loops, fit (schedule, early stopping, errors) and the scratch CNN."""
+
+import math
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torchvision.transforms import v2
+
+from companion import train
+from companion.data import ImageSet
+
+CLASSES = ("red", "green", "blue")
+
+
+def make_separable_set(num_per_class: int = 8, size: int = 16, seed: int = 0) -> ImageSet:
+    """Dark noise images whose class is the one bright colour channel."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(len(CLASSES)).repeat_interleave(num_per_class)  # (N,)
+    images = torch.randint(0, 60, (len(labels), 3, size, size), dtype=torch.uint8, generator=generator)
+    images[torch.arange(len(labels)), labels] += 150  # (N, 3, H, W): class channel bright
+    return ImageSet(images, labels, CLASSES)
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return make_separable_set(8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def val_set():
+    return make_separable_set(4, seed=1)
+
+
+def tiny_cnn(seed: int = 0) -> nn.Module:
+    return train.make_scratch_cnn(len(CLASSES), width=4, seed=seed)
+
+
+def fit_tiny(model, train_set, val_set, **kwargs):
+    options = dict(num_epochs=2, lr=1e-2, batch_size=8, progress=False, device="cpu")
+    options.update(kwargs)
+    return train.fit(model, train_set, val_set, **options)
+
+
+class ConstantLogits(nn.Module):
+    """Logits from a linear layer on the mean colour; ``bias`` can make them NaN."""
+
+    def __init__(self, num_classes: int = 3, bias: float = 0.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, num_classes)
+        self.bias = bias
+
+    def forward(self, x):
+        return self.linear(x.mean(dim=(2, 3))) + self.bias  # (B, num_classes)
+
+
+def test_fit_reduces_loss_and_learns_separable_classes(train_set, val_set):
+    """Check that fit lowers the training loss and reaches high validation accuracy."""
+    model = tiny_cnn()
+    history = fit_tiny(model, train_set, val_set, num_epochs=6)
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.best_val_accuracy >= 0.9
+    assert history.num_epochs == 6 and len(history.lr) == len(history.val_loss) == 6
+    assert train.evaluate(model, val_set, device="cpu")["accuracy"] == history.best_val_accuracy
+
+
+def test_evaluate_matches_a_direct_computation(train_set):
+    """Check that evaluate's loss and accuracy equal cross-entropy and argmax computed by hand."""
+    model = ConstantLogits()
+    metrics = train.evaluate(model, train_set, batch_size=5, device="cpu")
+    with torch.no_grad():
+        logits = model(train_set.images.float() / 127.5 - 1.0)  # (N, 3)
+    expected_loss = nn.functional.cross_entropy(logits, train_set.labels).item()
+    expected_accuracy = (logits.argmax(1) == train_set.labels).float().mean().item()
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(expected_accuracy)
+    assert not model.training
+
+
+def test_per_class_accuracy_and_predict(train_set):
+    """Check that per_class_accuracy agrees with predict, class by class."""
+    model = ConstantLogits()
+    predictions = train.predict(model, train_set, device="cpu")
+    result = train.per_class_accuracy(model, train_set, device="cpu")
+    assert list(result) == list(CLASSES)
+    for index, name in enumerate(CLASSES):
+        mask = train_set.labels == index
+        assert result[name] == pytest.approx((predictions[mask] == index).float().mean().item())
+
+
+def test_train_one_epoch_returns_metrics_in_train_mode(train_set):
+    """Check that train_one_epoch sets train mode, takes ceil(N / B) steps and reports metrics."""
+    model = tiny_cnn().eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    metrics = train.train_one_epoch(model, train_set, optimizer, batch_size=10, device="cpu",
+                                    generator=torch.Generator().manual_seed(0))
+    assert model.training
+    assert metrics["num_steps"] == 3
+    assert set(metrics) == {"loss", "accuracy", "num_steps", "seconds"}
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and math.isfinite(metrics["loss"])
+
+
+def test_early_stopping_restores_the_best_weights(train_set, val_set, monkeypatch):
+    """Check that patience stops training and the weights of the best epoch are restored."""
+    scripted = iter([0.5, 0.9, 0.6, 0.4, 0.95])
+    snapshots = []
+
+    def fake_evaluate(model, dataset, **kwargs):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"loss": 1.0, "accuracy": next(scripted)}
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    model = tiny_cnn()
+    history = fit_tiny(model, train_set, val_set, num_epochs=5, patience=2)
+    assert history.stopped_early and history.num_epochs == 4
+    assert history.best_epoch == 2 and history.best_val_accuracy == 0.9
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[3][k]) for k in final)
+
+
+def test_nan_loss_raises_a_friendly_error(train_set, val_set):
+    """Check that a NaN loss stops fit with an error that suggests a lower learning rate."""
+    with pytest.raises(train.NonFiniteLossError, match=r"epoch 1: The training loss became nan.*try a 10x lower 'lr'"):
+        fit_tiny(ConstantLogits(bias=float("nan")), train_set, val_set)
+
+
+def test_huge_learning_rate_raises_the_friendly_error(train_set, val_set):
+    """Check that lr=1e6 with SGD makes the loss non-finite and raises the same error."""
+    with pytest.raises(train.NonFiniteLossError, match="learning rate is probably too high"):
+        fit_tiny(ConstantLogits(), train_set, val_set, lr=1e30, optimizer="sgd", num_epochs=5)
+
+
+def test_optimizer_gets_only_trainable_parameters(train_set, val_set, monkeypatch):
+    """Check that fit hands the optimizer exactly the parameters with requires_grad."""
+    model = tiny_cnn()
+    for parameter in model.blocks.parameters():
+        parameter.requires_grad_(False)
+    frozen_before = {k: v.detach().clone() for k, v in model.blocks.named_parameters()}
+    received = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def __init__(self, params, **kwargs):
+            params = list(params)
+            received.extend(p for group in params for p in group["params"])
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    fit_tiny(model, train_set, val_set, num_epochs=1)
+    assert {id(p) for p in received} == {id(p) for p in model.classifier.parameters()}
+    frozen_after = dict(model.blocks.named_parameters())
+    assert all(torch.equal(frozen_before[k], frozen_after[k]) for k in frozen_before)
+
+
+def test_param_groups_keep_their_own_learning_rates(train_set, val_set):
+    """Check that per-group learning rates from param_groups survive the schedule's scaling."""
+    model = tiny_cnn()
+    groups = [{"params": model.blocks.parameters(), "lr": 1e-4}, {"params": model.classifier.parameters()}]
+    history = fit_tiny(model, train_set, val_set, num_epochs=1, lr=1e-2, param_groups=groups,
+                       schedule="constant")
+    assert history.lr == [pytest.approx(1e-2)]
+
+
+def test_fit_with_the_same_seed_gives_bit_identical_weights(train_set, val_set):
+    """Check that two fits with the same seed (and augmentation) give bit-identical weights on CPU."""
+    augment = v2.RandomHorizontalFlip()
+    states = []
+    for seed in (3, 3, 4):
+        model = tiny_cnn(seed=0)
+        fit_tiny(model, train_set, val_set, seed=seed, augment=augment)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_fit_leaves_the_global_random_state_alone(train_set, val_set):
+    """Check that fit draws from its own seed and restores the caller's torch random state."""
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_max_steps_and_schedule(train_set, val_set):
+    """Check that max_steps caps the steps and cosine warms up then decays towards zero."""
+    history = fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=10, max_steps=7, batch_size=8)
+    assert history.num_steps == 7 and history.num_epochs == 3
+    assert history.lr[-1] == pytest.approx(0.0, abs=1e-12)
+    assert history.lr[0] > history.lr[1] > history.lr[-1]
+
+
+def test_fit_without_validation_set(train_set):
+    """Check that fit runs without a val_set, keeps the last epoch and fills val_* with NaN."""
+    history = fit_tiny(tiny_cnn(), train_set, None, num_epochs=2)
+    assert history.best_epoch == 2 and all(math.isnan(v) for v in history.val_accuracy)
+
+
+def test_progress_false_prints_nothing(train_set, val_set, capsys):
+    """Check that progress=False writes nothing to stdout or stderr."""
+    fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=1)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_history_plot_returns_a_figure(train_set, val_set):
+    """Check that History.plot returns a matplotlib Figure with loss and accuracy panels."""
+    figure = fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=2).plot()
+    assert isinstance(figure, Figure)
+    assert [axes.get_title() for axes in figure.axes] == ["loss", "accuracy"]
+
+
+def test_make_scratch_cnn_shapes_and_seed():
+    """Check that the scratch CNN maps 112-px images to logits and its seed fixes the weights."""
+    model = train.make_scratch_cnn(6, width=8, seed=1)
+    again = train.make_scratch_cnn(6, width=8, seed=1).state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in model.state_dict().items())
+    assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 6)
+    assert model.forward_features(torch.zeros(2, 3, 112, 112)).shape == (2, 32, 7, 7)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_fit_rejects_non_imageset_and_empty_or_single_class_sets(train_set, val_set):
+    """Check that fit explains a wrong dataset type, an empty set and a single-class set."""
+    with pytest.raises(TypeError, match="The 'train_set' parameter of fit must be a companion.data.ImageSet"):
+        fit_tiny(tiny_cnn(), train_set.images, val_set)
+    with pytest.raises(ValueError, match="The 'train_set' parameter of fit must not be empty"):
+        fit_tiny(tiny_cnn(), train_set.subset(torch.zeros(0, dtype=torch.long)), val_set)
+    with pytest.raises(ValueError, match="must contain at least 2 classes. Got 1"):
+        fit_tiny(tiny_cnn(), train_set.subset(train_set.labels == 0), val_set)
+    with pytest.raises(ValueError, match="The 'val_set' parameter of fit must not be empty"):
+        fit_tiny(tiny_cnn(), train_set, val_set.subset(torch.zeros(0, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": 0}, "The 'lr' parameter of fit must be a float > 0. Got 0 instead."),
+    ({"lr": float("nan")}, "The 'lr' parameter of fit must be a float > 0"),
+    ({"num_epochs": 0}, "The 'num_epochs' parameter of fit must be an int >= 1. Got 0 instead."),
+    ({"batch_size": 2.5}, "The 'batch_size' parameter of fit must be an int >= 1"),
+    ({"optimizer": "adam"}, r"The 'optimizer' parameter of fit must be one of \('adamw', 'sgd'\)"),
+    ({"schedule": "step"}, "The 'schedule' parameter of fit must be one of"),
+    ({"patience": 0}, "The 'patience' parameter of fit must be None or an int >= 1"),
+    ({"max_steps": -1}, "The 'max_steps' parameter of fit must be None or an int >= 1"),
+    ({"weight_decay": -0.1}, "The 'weight_decay' parameter of fit must be a float >= 0"),
+    ({"seed": -1}, "The 'seed' parameter of fit must be an int >= 0"),
+    ({"device": "tpu"}, "The 'prefer' parameter of get_device must be"),
+])
+def test_fit_rejects_bad_arguments(train_set, val_set, options, message):
+    """Check that each invalid fit argument raises a ValueError naming it and what is allowed."""
+    with pytest.raises(ValueError, match=message):
+        fit_tiny(tiny_cnn(), train_set, val_set, **options)
+
+
+def test_fit_rejects_a_wrong_output_size(train_set, val_set):
+    """Check that a model with the wrong number of outputs gets an error naming reset_classifier."""
+    with pytest.raises(ValueError, match=r"outputs shape \(8, 5\) but the dataset has 3 classes.*reset_classifier\(3\)"):
+        fit_tiny(ConstantLogits(num_classes=5), train_set, val_set)
+    with pytest.raises(ValueError, match="the model must output"):
+        train.evaluate(ConstantLogits(num_classes=2), val_set, device="cpu")
+
+
+def test_fit_rejects_other_mistakes(train_set, val_set):
+    """Check the errors for a frozen model, patience without val_set, class mismatch and bad augment."""
+    frozen = tiny_cnn().requires_grad_(False)
+    with pytest.raises(ValueError, match="fit found no trainable parameters"):
+        fit_tiny(frozen, train_set, val_set)
+    with pytest.raises(ValueError, match="The 'patience' parameter of fit needs a val_set"):
+        fit_tiny(tiny_cnn(), train_set, None, patience=2)
+    other = ImageSet(val_set.images, val_set.labels, ("a", "b", "c"))
+    with pytest.raises(ValueError, match="must have the same classes as train_set"):
+        fit_tiny(tiny_cnn(), train_set, other)
+    with pytest.raises(TypeError, match="The 'augment' parameter of fit must be None or a callable"):
+        fit_tiny(tiny_cnn(), train_set, val_set, augment="flip")
+    with pytest.raises(TypeError, match="The 'model' parameter of fit must be a torch.nn.Module"):
+        fit_tiny("model", train_set, val_set)
+    with pytest.raises(TypeError, match="The 'param_groups' parameter of fit must be a list of dicts"):
+        fit_tiny(tiny_cnn(), train_set, val_set, param_groups=[1])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"num_classes": 1}, "The 'num_classes' parameter of make_scratch_cnn must be an int >= 2"),
+    ({"num_classes": 3, "width": 7}, "The 'width' parameter of make_scratch_cnn must be an even int >= 2"),
+    ({"num_classes": 3, "seed": -2}, "The 'seed' parameter of make_scratch_cnn must be None or an int >= 0"),
+])
+def test_make_scratch_cnn_rejects_bad_arguments(options, message):
+    """Check that make_scratch_cnn validates num_classes, width and seed."""
+    with pytest.raises(ValueError, match=message):
+        train.make_scratch_cnn(**options)
+
+
+def test_evaluate_and_per_class_accuracy_reject_bad_input(val_set):
+    """Check that evaluate and per_class_accuracy reject non-ImageSets and bad batch sizes."""
+    with pytest.raises(TypeError, match="The 'dataset' parameter of evaluate must be a companion.data.ImageSet"):
+        train.evaluate(ConstantLogits(), [1, 2], device="cpu")
+    with pytest.raises(ValueError, match="The 'batch_size' parameter of evaluate must be an int >= 1"):
+        train.evaluate(ConstantLogits(), val_set, batch_size=0, device="cpu")
+    with pytest.raises(TypeError, match="The 'dataset' parameter of per_class_accuracy must be"):
+        train.per_class_accuracy(ConstantLogits(), None, device="cpu")
