@@ -24,15 +24,7 @@ import timm
 import torch
 
 from companion.backbones import load_backbone, preprocess, to_channels_last
-
-
-def get_device() -> torch.device:
-    """Use the course's one device picker when it exists, else the CPU."""
-    try:
-        from companion.repro import get_device as course_get_device
-    except ImportError:
-        return torch.device("cpu")
-    return course_get_device()
+from companion.repro import get_device
 
 
 def seconds(model: torch.nn.Module, batch: torch.Tensor, num_batches: int) -> float:

@@ -11,7 +11,9 @@ dataset's design bars, each as mean +- sd over seeds, on test sets of 600 images
    scratch CNN by >= 15 points.
 
 "Equally tuned": both methods pick their learning rate from a grid of the same size on the
-validation split (seed 0), with the same number of epochs scaled to the label budget.
+validation split (seed 0), with the same number of epochs scaled to the label budget. Validation
+sets are sized like a real team's hold-out (20 per class next to 5 or 20 training labels, 50 per
+class next to 300), which also keeps the per-epoch model selection affordable on a CPU.
 
 Usage (about 40 minutes on 2 CPU cores)::
 
@@ -22,6 +24,7 @@ Usage (about 40 minutes on 2 CPU cores)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -33,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from companion import backbones, data, repro, train  # noqa: E402
+from companion import backbones, data, render, repro, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,23 +67,43 @@ def accuracy(model, dataset) -> float:
     return train.evaluate(model, dataset)["accuracy"]
 
 
+def cached_run(key: dict, compute) -> dict:
+    """Return the stored result of one training run, or compute and store it (atomic write).
+
+    Each run is a file under ``results/calibration_runs/`` named by a hash of everything that
+    defines it, so an interrupted calibration resumes where it stopped, and groups of conditions
+    can run in parallel processes (``--only``).
+    """
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = RESULTS / "calibration_runs" / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())["result"]
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1))
+    os.replace(tmp, path)
+    return result
+
+
 def epochs_for(method: str, n_per_class: int, quick: bool) -> int:
     """Scale epochs so small sets still get enough optimizer steps (scratch needs ~1,000 steps)."""
     if quick:
         return 2
     steps_per_epoch = max(1, (n_per_class * len(data.CLASSES)) // 32)
-    target = 1000 if method == "scratch" else 400
-    return int(min(60 if method == "scratch" else 30, max(8 if method == "finetune" else 20, target // steps_per_epoch)))
+    target = 1000 if method == "scratch" else 300
+    return int(min(60 if method == "scratch" else 30, max(6 if method == "finetune" else 20, target // steps_per_epoch)))
 
 
 LR_GRID = {"finetune": (3e-4, 1e-3, 3e-3), "scratch": (1e-3, 3e-3, 1e-2)}
 
 
-def tune_lr(method, train_set, val_set, epochs, log) -> float:
+def tune_lr(method, train_set, val_set, epochs, log, key) -> float:
     scores = {}
     for lr in LR_GRID[method]:
-        model = run(method, train_set, val_set, lr=lr, epochs=epochs, seed=0)
-        scores[lr] = accuracy(model, val_set)
+        result = cached_run({**key, "tune": True, "lr": lr, "epochs": epochs}, lambda: {
+            "val": accuracy(run(method, train_set, val_set, lr=lr, epochs=epochs, seed=0), val_set)})
+        scores[lr] = result["val"]
         log(f"    tune {method} lr={lr:g}: val {scores[lr]:.3f}")
     return max(scores, key=scores.get)
 
@@ -95,10 +118,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs: checks the script runs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 on a busy machine)")
+    parser.add_argument("--only", choices=("few", "existing", "new"), default=None,
+                        help="run one group of conditions (to use several processes); runs are cached")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     seeds = [0] if args.quick else list(range(args.seeds))
     RESULTS.mkdir(exist_ok=True)
-    log_path = RESULTS / "calibration.log"
+    log_path = RESULTS / f"calibration{'_' + args.only if args.only else ''}.log"
     start = time.time()
 
     def log(message: str) -> None:
@@ -114,37 +142,59 @@ def main() -> None:
     def budget(camera, n, seed):
         return data.sample_per_class(split[camera]["train"], n, seed=seed)
 
+    def val_for(camera, n):
+        return data.sample_per_class(split[camera]["val"], min(20 if n <= 20 else 50, len(split[camera]["val"]) // 6), seed=0)
+
     # Few-label conditions, each method with its own tuned learning rate (same grid size).
     for camera, n, methods in (("existing", 5, ("scratch",)), ("new", 20, ("finetune", "scratch"))):
         for method in methods:
             epochs = epochs_for(method, n, args.quick)
-            lr = tune_lr(method, budget(camera, n, 0), split[camera]["val"], epochs, log)
+            if args.only not in (None, "few"):
+                continue
+            val = val_for(camera, n)
+            key = {"method": method, "camera": camera, "n": n, "size": args.image_size, "quick": args.quick,
+                   "renderer": render.RENDERER_VERSION}
+            lr = tune_lr(method, budget(camera, n, 0), val, epochs, log, key)
             accs = []
             for seed in seeds:
-                model = run(method, budget(camera, n, seed), split[camera]["val"], lr=lr, epochs=epochs, seed=seed)
-                accs.append(accuracy(model, split[camera]["test"]))
+                result = cached_run({**key, "lr": lr, "epochs": epochs, "seed": seed}, lambda: {
+                    "test": accuracy(run(method, budget(camera, n, seed), val, lr=lr, epochs=epochs, seed=seed),
+                                     split[camera]["test"])})
+                accs.append(result["test"])
                 log(f"  {camera} {n}/class {method} lr={lr:g} seed={seed}: test {accs[-1]:.3f}")
             rows[f"{camera}, {n}/class, {method}"] = {**summary(accs), "lr": lr, "epochs": epochs}
 
     # Full-label conditions: fine-tuning and scratch, with the cross-camera test for the existing one.
     n_full = 25 if args.quick else 300
     for camera in ("existing", "new"):
+        if args.only not in (None, camera):
+            continue
         for method in ("finetune", "scratch"):
             epochs = epochs_for(method, n_full, args.quick)
             lr = {"finetune": 1e-3, "scratch": 3e-3}[method]
             accs, cross = [], []
             for seed in seeds:
-                model = run(method, budget(camera, n_full, seed), split[camera]["val"], lr=lr, epochs=epochs, seed=seed)
-                accs.append(accuracy(model, split[camera]["test"]))
+                def compute():
+                    model = run(method, budget(camera, n_full, seed), val_for(camera, n_full), lr=lr,
+                                epochs=epochs, seed=seed)
+                    return {"test": accuracy(model, split[camera]["test"]),
+                            "cross": accuracy(model, split["new"]["test"]) if camera == "existing" else None}
+                result = cached_run({"method": method, "camera": camera, "n": n_full, "size": args.image_size,
+                                     "quick": args.quick, "renderer": render.RENDERER_VERSION, "lr": lr,
+                                     "epochs": epochs, "seed": seed}, compute)
+                accs.append(result["test"])
                 msg = f"  {camera} {n_full}/class {method} seed={seed}: test {accs[-1]:.3f}"
                 if camera == "existing":
-                    cross.append(accuracy(model, split["new"]["test"]))
+                    cross.append(result["cross"])
                     msg += f", on new camera {cross[-1]:.3f}"
                 log(msg)
             rows[f"{camera}, {n_full}/class, {method}"] = {**summary(accs), "lr": lr, "epochs": epochs}
             if cross:
                 rows[f"existing -> new camera, {n_full}/class, {method}"] = {**summary(cross), "lr": lr, "epochs": epochs}
 
+    if args.only is not None:
+        log(f"group {args.only!r} done in {time.time() - start:.0f} s; run without --only for the table")
+        return
     lines = ["| condition (test set: 600 images) | accuracy % (mean +- sd) | runs | lr | epochs |",
              "|---|---|---|---|---|"]
     for name, row in rows.items():

@@ -79,6 +79,8 @@ class ImageSet:
         index = torch.as_tensor(np.asarray(indices))
         if index.dtype == torch.bool:
             index = index.nonzero().flatten()
+        elif index.numel() == 0:
+            index = index.long()  # an empty list arrives as float
         return ImageSet(self.images[index], self.labels[index], self.classes)
 
     def class_counts(self) -> dict[str, int]:

@@ -136,3 +136,37 @@ def test_load_image_folder_bad_inputs(tmp_path):
     (tmp_path / "cat" / "broken.png").write_bytes(b"this is not a png")
     with pytest.raises(ValueError, match="cannot read .*broken.png"):
         data.load_image_folder(tmp_path)
+
+
+def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
+    """Check that COMPANION_CACHE_DIR moves the dataset cache."""
+    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert data.default_cache_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("COMPANION_CACHE_DIR")
+    assert data.default_cache_dir().name == "tlf-companion"
+
+
+def test_atomic_save_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
+    """Check that a write that fails half-way removes its temporary file and keeps the old file."""
+    target = tmp_path / "arrays.npz"
+    data.atomic_save_npz(target, x=np.arange(3))
+
+    def broken_savez(handle, **arrays):
+        handle.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(data.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        data.atomic_save_npz(target, x=np.arange(5))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arrays.npz"]
+    with np.load(target) as stored:
+        assert stored["x"].tolist() == [0, 1, 2]
+
+
+def test_subset_accepts_masks_and_empty_lists():
+    """Check that ImageSet.subset takes a boolean mask and an empty list."""
+    dataset = _toy_set(2)
+    mask = dataset.labels == 1
+    assert len(dataset.subset(mask)) == 2
+    assert len(dataset.subset([])) == 0

@@ -1,4 +1,4 @@
-"""Tests for companion.features: pooled feature extraction per depth, memoisation, linear probes."""
+"""Tests for companion.features: pooled features per depth, memory and disk caches, linear probes."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,15 @@ import torch
 
 from companion import backbones, features, train
 from companion.data import ImageSet
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP waits slow them 10x."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +30,9 @@ def dataset():
 
 
 @pytest.fixture(autouse=True)
-def empty_cache():
+def empty_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty memory cache and a disk cache in its own tmp folder."""
+    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path))
     features.clear_feature_cache()
     yield
     features.clear_feature_cache()
@@ -133,11 +144,12 @@ def test_fit_probe_picks_a_C_and_beats_chance():
 
 
 def test_fit_probe_refit_uses_train_and_val():
-    """Check that refit=True refits on train + val and refit=False keeps the train-only fit."""
+    """Check that the default keeps the train-only fit and refit=True refits on train + val."""
     X_train, y_train = blobs(5, seed=0)
     X_val, y_val = blobs(5, seed=1)
-    refitted = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(1.0,))
-    kept = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(1.0,), refit=False)
+    refitted = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(1.0,), refit=True)
+    kept = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(1.0,))
+    assert refitted.refit and not kept.refit
     scaler_mean = refitted.pipeline.named_steps["scaler"].mean_
     np.testing.assert_allclose(scaler_mean, np.concatenate([X_train, X_val]).mean(axis=0))
     np.testing.assert_allclose(kept.pipeline.named_steps["scaler"].mean_, X_train.mean(axis=0))
@@ -182,3 +194,159 @@ def test_probe_accuracy_rejects_bad_inputs():
         features.probe_accuracy(result, X[:, :3], y)
     with pytest.raises(TypeError, match="The 'result' parameter of probe_accuracy must be a ProbeResult"):
         features.probe_accuracy(result.pipeline, X, y)
+
+
+class TokenModel(torch.nn.Module):
+    """A transformer-like model whose forward_features returns (B, tokens, C)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(3, 5, kernel_size=8, stride=8)
+
+    def forward_features(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, T, 5)
+
+
+def test_token_features_are_averaged_over_tokens(dataset):
+    """Check that (B, T, C) forward_features are pooled over tokens, and numpy ints are accepted."""
+    model = TokenModel()
+    X = features.extract_features(model, dataset, batch_size=np.int64(4), device="cpu")
+    with torch.no_grad():
+        expected = model.forward_features(backbones.preprocess(dataset.images)).mean(dim=1)
+    np.testing.assert_allclose(X, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- disk cache
+
+
+def test_disk_cache_is_reused_after_the_memory_cache_is_cleared(model, dataset, tmp_path):
+    """Check that features land in one .npz under cache_dir and a later call reads it, not the model."""
+    first = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
+    key = features.feature_cache_key(model, dataset, 1)
+    assert [path.name for path in tmp_path.iterdir()] == [f"{key}.npz"]
+    assert key.startswith(f"v{features.FEATURES_VERSION}-")
+    features.clear_feature_cache()
+    counter = CallCounter(model.conv_stem)
+    second = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
+    counter.handle.remove()
+    assert counter.calls == 0
+    np.testing.assert_array_equal(first, second)
+
+
+def test_default_disk_cache_folder(model, dataset, tmp_path):
+    """Check that without cache_dir the files go to default_cache_dir() / "features"."""
+    features.extract_features(model, dataset, depth=0, device="cpu")
+    assert len(list((tmp_path / "features").glob("*.npz"))) == 1
+
+
+def test_a_new_features_version_or_head_changes_the_key(model, dataset, monkeypatch):
+    """Check that the key changes with FEATURES_VERSION but not with the classifier's weights."""
+    key = features.feature_cache_key(model, dataset, None)
+    head = backbones.load_backbone(pretrained=False, seed=0, num_classes=3)
+    head.load_state_dict({k: v for k, v in model.state_dict().items() if "classifier" not in k}, strict=False)
+    assert features.feature_cache_key(head, dataset, None) == key
+    monkeypatch.setattr(features, "FEATURES_VERSION", features.FEATURES_VERSION + 1)
+    assert features.feature_cache_key(model, dataset, None) != key
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", b"PK\x03\x04truncated", None])
+def test_corrupt_or_foreign_cache_files_are_recomputed_and_replaced(model, dataset, tmp_path, content):
+    """Check that garbage, a truncated zip or a file with another key is recomputed and overwritten."""
+    expected = features.extract_features(model, dataset, depth=1, device="cpu", cache=False)
+    key = features.feature_cache_key(model, dataset, 1)
+    path = tmp_path / f"{key}.npz"
+    if content is None:  # a valid npz whose stored key is someone else's
+        np.savez(path, features=np.zeros((6, 16), np.float32), key=np.array("another key"))
+    else:
+        path.write_bytes(content)
+    X = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
+    with np.load(path) as stored:
+        assert str(stored["key"]) == key
+        np.testing.assert_array_equal(stored["features"], X)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_an_unwritable_cache_dir_raises_a_clear_oserror(model, dataset, tmp_path):
+    """Check that a cache folder that cannot be created names the fixes (cache_dir, env, cache=False)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="Could not write the feature cache to .*a_file.*COMPANION_CACHE_DIR.*cache=False"):
+        features.extract_features(model, dataset, depth=0, device="cpu", cache_dir=blocker / "features")
+    with pytest.raises(TypeError, match="The 'cache_dir' parameter of extract_features must be None, a str"):
+        features.extract_features(model, dataset, cache_dir=3)
+
+
+# ----------------------------------------------------------------------------- all depths
+
+
+def test_by_depth_matches_single_depths_in_one_pass(model, dataset):
+    """Check that extract_features_by_depth runs the stem once per batch and equals each depth's features."""
+    counter = CallCounter(model.conv_stem)
+    by_depth = features.extract_features_by_depth(model, dataset, batch_size=4, device="cpu", cache=False)
+    counter.handle.remove()
+    assert counter.calls == 2 and list(by_depth) == list(range(backbones.NUM_DEPTHS))
+    for depth in (0, 4, 8):
+        single = features.extract_features(model, dataset, depth=depth, device="cpu", cache=False)
+        np.testing.assert_allclose(by_depth[depth], single, rtol=1e-4, atol=1e-5)
+
+
+def test_by_depth_caches_each_depth_and_computes_only_the_missing(model, dataset):
+    """Check that cached depths are reused, only missing ones run, and the keys match extract_features."""
+    features.extract_features(model, dataset, depth=5, device="cpu")
+    later = CallCounter(backbones.stages(model)[5][1])
+    by_depth = features.extract_features_by_depth(model, dataset, [np.int64(2), 5, 2], device="cpu")
+    assert list(by_depth) == [2, 5] and later.calls == 0  # depth 5 came from the cache
+    counter = CallCounter(model.conv_stem)
+    again = features.extract_features(model, dataset, depth=2, device="cpu")
+    counter.handle.remove()
+    later.handle.remove()
+    assert counter.calls == 0
+    np.testing.assert_array_equal(again, by_depth[2])
+
+
+@pytest.mark.parametrize("depths", [[], [9], [True], "3"])
+def test_by_depth_rejects_bad_depths(model, dataset, depths):
+    """Check that an empty, out-of-range or non-int depths argument is refused with the allowed range."""
+    with pytest.raises(ValueError, match=r"The 'depths' parameter of extract_features_by_depth must be None "
+                                         r"or a non-empty sequence of ints in \[0, 8\]"):
+        features.extract_features_by_depth(model, dataset, depths)
+
+
+def test_probe_by_depth_rows(model):
+    """Check that probe_by_depth returns one row per depth with names, channels and accuracies."""
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(12) % 2
+    images = torch.randint(0, 80, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    images[labels == 1] += 150  # bright images are class 1: linearly separable at every depth
+    split = ImageSet(images, labels, ("dark", "bright"))
+    rows = features.probe_by_depth(model, split, split, split, depths=[0, 8], seed=0, Cs=(1.0,))
+    assert [row["depth"] for row in rows] == [0, 8] and [row["name"] for row in rows] == ["stem", "head"]
+    assert [row["channels"] for row in rows] == [32, 1280]
+    assert all(row["C"] == 1.0 and row["val_accuracy"] == row["test_accuracy"] == 1.0 for row in rows)
+
+
+class FlatModel(torch.nn.Module):
+    """A model whose forward_features already returns pooled (B, C) vectors."""
+
+    def forward_features(self, x):
+        return x.mean(dim=(2, 3))  # (B, 3)
+
+
+def test_memory_cache_evicts_the_oldest_entry_and_flat_features_pass_through(dataset, monkeypatch):
+    """Check the LRU bound of the memory cache and that (B, C) features are returned as they are."""
+    monkeypatch.setattr(features, "MAX_CACHE_ENTRIES", 1)
+    X = features.extract_features(FlatModel(), dataset, device="cpu")
+    np.testing.assert_allclose(X, backbones.preprocess(dataset.images).mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    flipped = ImageSet(dataset.images.flip(-1), dataset.labels, dataset.classes)
+    features.extract_features(FlatModel(), flipped, device="cpu")
+    assert list(features._FEATURE_CACHE) == [features.feature_cache_key(FlatModel(), flipped, None)]
+
+
+def test_other_argument_errors():
+    """Check the errors for a non-module model and a bad max_iter."""
+    X, y = blobs(4, seed=0)
+    with pytest.raises(TypeError, match="The 'model' parameter of extract_features must be a torch.nn.Module"):
+        features.extract_features("model", None)
+    with pytest.raises(ValueError, match="The 'max_iter' parameter of fit_probe must be an int >= 1"):
+        features.fit_probe(X, y, X, y, max_iter=0)

@@ -8,10 +8,19 @@ from matplotlib.figure import Figure
 from torch import nn
 from torchvision.transforms import v2
 
-from companion import train
+from companion import backbones, train
 from companion.data import ImageSet
 
 CLASSES = ("red", "green", "blue")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP waits slow them 10x."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def make_separable_set(num_per_class: int = 8, size: int = 16, seed: int = 0) -> ImageSet:
@@ -153,6 +162,16 @@ def test_optimizer_gets_only_trainable_parameters(train_set, val_set, monkeypatc
     assert all(torch.equal(frozen_before[k], frozen_after[k]) for k in frozen_before)
 
 
+def test_frozen_batchnorm_statistics_stay_fixed(train_set, val_set):
+    """Check that fit keeps the running statistics of frozen BatchNorm layers (adapt.train_mode)."""
+    model = tiny_cnn()
+    model.blocks.requires_grad_(False)
+    buffers_before = {k: v.clone() for k, v in model.blocks.named_buffers()}
+    fit_tiny(model, train_set, val_set, num_epochs=1)
+    assert all(torch.equal(v, buffers_before[k]) for k, v in model.blocks.named_buffers())
+    assert not model.training
+
+
 def test_param_groups_keep_their_own_learning_rates(train_set, val_set):
     """Check that per-group learning rates from param_groups survive the schedule's scaling."""
     model = tiny_cnn()
@@ -209,6 +228,14 @@ def test_history_plot_returns_a_figure(train_set, val_set):
     figure = fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=2).plot()
     assert isinstance(figure, Figure)
     assert [axes.get_title() for axes in figure.axes] == ["loss", "accuracy"]
+
+
+def test_fit_trains_a_timm_backbone(train_set, val_set):
+    """Check that fit drives a timm EfficientNet-Lite0 (random init, new head) for a step."""
+    model = backbones.load_backbone(pretrained=False, num_classes=len(CLASSES), seed=0)
+    before = model.get_classifier().weight.detach().clone()
+    history = fit_tiny(model, train_set, None, num_epochs=1, max_steps=1)
+    assert history.num_steps == 1 and not torch.equal(before, model.get_classifier().weight)
 
 
 def test_make_scratch_cnn_shapes_and_seed():
@@ -300,3 +327,54 @@ def test_evaluate_and_per_class_accuracy_reject_bad_input(val_set):
         train.evaluate(ConstantLogits(), val_set, batch_size=0, device="cpu")
     with pytest.raises(TypeError, match="The 'dataset' parameter of per_class_accuracy must be"):
         train.per_class_accuracy(ConstantLogits(), None, device="cpu")
+
+
+def test_fit_accepts_numpy_integers(train_set, val_set):
+    """Check that numpy integers (e.g. from np.arange) work as num_epochs, batch_size and seed."""
+    import numpy as np
+
+    history = fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=np.int64(1), batch_size=np.int64(8),
+                       seed=np.int64(2))
+    assert history.num_epochs == 1
+
+
+def test_history_repr_has_no_timings(train_set, val_set):
+    """Check that printing a History shows no wall-clock times (nbval compares outputs)."""
+    history = fit_tiny(tiny_cnn(), train_set, val_set, num_epochs=1)
+    assert "epoch_seconds" not in repr(history) and len(history.epoch_seconds) == 1
+
+
+def test_model_input_replaces_the_image_pipeline(train_set, val_set):
+    """Check that model_input feeds training and validation, and giving the same inputs gives the same weights."""
+    seen = []
+
+    def model_input(dataset, indices):
+        seen.append(dataset)
+        return backbones.preprocess(dataset.images[indices]).contiguous(memory_format=torch.channels_last)
+
+    states = []
+    for hook in (None, model_input):
+        model = tiny_cnn(seed=0)
+        fit_tiny(model, train_set, val_set, model_input=hook)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert any(d is train_set for d in seen) and any(d is val_set for d in seen)
+    metrics = train.evaluate(ConstantLogits(), val_set, device="cpu", model_input=model_input)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and seen[-1] is val_set
+
+
+def test_fit_rejects_a_bad_model_input(train_set, val_set):
+    """Check that model_input must be callable and cannot be combined with augment."""
+    with pytest.raises(TypeError, match="The 'model_input' parameter of fit must be None or a callable"):
+        fit_tiny(tiny_cnn(), train_set, val_set, model_input="cache")
+    with pytest.raises(ValueError, match="fit cannot apply 'augment' when 'model_input' supplies the inputs"):
+        fit_tiny(tiny_cnn(), train_set, val_set, model_input=lambda d, i: None, augment=v2.RandomHorizontalFlip())
+
+
+def test_a_trailing_batch_of_one_image_is_dropped(train_set):
+    """Check that a shuffled epoch drops a last batch of one image (BatchNorm needs two)."""
+    model = tiny_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    metrics = train.train_one_epoch(model, train_set, optimizer, batch_size=len(train_set) - 1,
+                                    device="cpu", generator=torch.Generator().manual_seed(0))
+    assert metrics["num_steps"] == 1

@@ -5,10 +5,14 @@ Scope: executing a notebook stamps each code cell with start and end times
 ``metadata.widgets``. Neither is part of what the reader sees, and both make
 every re-run show up as a diff. Outputs are left alone: nbval checks them.
 
+``--check`` changes nothing and fails if a notebook still carries such metadata
+or has a code cell that was never run: nbval compares outputs only for cells
+that have an execution count, so an unexecuted notebook would pass unchecked.
+
 Usage::
 
     python tools/strip_volatile.py notebooks/*.ipynb           # rewrite in place
-    python tools/strip_volatile.py --check notebooks/*.ipynb   # exit 1 if any would change
+    python tools/strip_volatile.py --check notebooks/*.ipynb   # exit 1 if not clean
 """
 
 from __future__ import annotations
@@ -54,32 +58,59 @@ def strip_volatile(notebook: nbformat.NotebookNode) -> list[str]:
     return removed
 
 
+def unexecuted_cells(notebook: nbformat.NotebookNode) -> list[int]:
+    """Return the indices of non-empty code cells that have no execution count.
+
+    Cells tagged ``nbval-skip`` are not reported: nbval does not run them.
+
+    Usage: ``missing = unexecuted_cells(nbformat.read(path, as_version=4))``
+    """
+    return [
+        index
+        for index, cell in enumerate(notebook["cells"])
+        if cell["cell_type"] == "code"
+        and cell["source"].strip()
+        and cell.get("execution_count") is None
+        and "nbval-skip" not in cell.get("metadata", {}).get("tags", [])
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Strip (or with ``--check`` only report) volatile metadata; return the exit status."""
+    """Strip volatile metadata, or with ``--check`` only report it and unexecuted cells.
+
+    Returns the exit status. Usage: ``main(["--check", "notebooks/01_intro.ipynb"])``
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="notebooks (.ipynb) to clean")
     parser.add_argument(
-        "--check", action="store_true", help="change nothing; exit 1 if a notebook needs cleaning"
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if a notebook has volatile metadata or unexecuted cells",
     )
     args = parser.parse_args(argv)
 
-    needs_cleaning = []
+    problems = 0
     for path in args.paths:
         if path.suffix != ".ipynb" or not path.is_file():
             parser.error(f"{path} is not a notebook file (.ipynb).")
         notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        if args.check:
+            missing = unexecuted_cells(notebook)
+            if missing:
+                problems += 1
+                print(f"{path}: code cells {missing} were never run, so nbval cannot check them")
         removed = strip_volatile(notebook)
         if not removed:
             continue
-        needs_cleaning.append(path)
         if args.check:
+            problems += 1
             print(f"{path}: volatile metadata ({len(removed)} entries, e.g. {removed[0]})")
         else:
             nbformat.write(notebook, path)
             print(f"{path}: removed {len(removed)} volatile metadata entries")
 
-    if args.check and needs_cleaning:
-        print("Run `python tools/strip_volatile.py` on these notebooks (make execute does it).")
+    if problems:
+        print("Run `make execute` (it re-runs the notebooks, then strips their metadata).")
         return 1
     return 0
 

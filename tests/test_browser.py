@@ -1,0 +1,142 @@
+"""Browser test: the quizzes of the built HTML book answer a click with the right feedback.
+
+Serves ``_build/html`` (``make book`` first if a quiz page is missing or stale) on 127.0.0.1, opens
+each page that holds a quiz in Debian's chromium through Playwright (no browser download: the
+test uses /usr/bin/chromium), answers one question right and one wrong, types a numeric answer,
+compares the feedback with the question files, and saves a full-page screenshot of each page in
+``_build/screenshots/``. Skipped, with the reason, when playwright or chromium is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_socket
+
+from companion import quiz
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install playwright (the test "
+    "uses /usr/bin/chromium, so skip 'playwright install')")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
+
+# page -> (question answered right, the right choice, a wrong choice, numeric question, a right
+# number, a wrong number). Choices are given by letter; the expected feedback comes from the
+# question files.
+PAGES = {
+    "notebooks/01_meet_the_data_and_backbone": (
+        "ch01-random-control", "A", "B", "ch01-crate-fraction", "84/240", "35"),
+    "book/knowledge_check": (
+        "intro-what-is-reused", "B", "C", "ch01-normalisation", "-0.5", "-1.03"),
+}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """Build the book if a quiz page is missing or older than its source; serve it on 127.0.0.1."""
+    sources = [next(ROOT.glob(page + ".*")) for page in PAGES]
+    sources += sorted(quiz.quiz_directory().glob("*.json"))
+    pages = [HTML / f"{page}.html" for page in PAGES]
+    if not all(page.exists() for page in pages) or max(
+            path.stat().st_mtime for path in sources) > min(page.stat().st_mtime for page in pages):
+        subprocess.run(["make", "book"], cwd=ROOT, check=True, timeout=900)
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # keep the test output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """A headless chromium driven by Playwright."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def loopback_only() -> None:
+    """Allow sockets to 127.0.0.1 only, for the server thread (the conftest blocks them all)."""
+    pytest_socket.enable_socket()
+    pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
+
+
+def _question(qid: str) -> dict:
+    return next(question for question in quiz.questions() if question["id"] == qid)
+
+
+def _choice_feedback(qid: str, letter: str) -> tuple[str, str]:
+    question = _question(qid)
+    choice = question["answers"]["ABCDEFGH".index(letter)]
+    return f"{letter}. {choice['answer']}", choice["feedback"] + quiz.pointer(question)
+
+
+def _feedback_of(page, text: str):
+    """The feedback element of the quiz question that holds ``text``."""
+    wrapper = page.locator("div.Quiz", has_text=text).first
+    return wrapper, wrapper.locator(".Feedback")
+
+
+@pytest.mark.parametrize("page_path", sorted(PAGES))
+def test_quiz_gives_feedback_in_the_built_book(site, browser, loopback_only, page_path):
+    """Check that a page's quiz marks a right and a wrong answer, with their feedback texts."""
+    qid, right, wrong, numeric_id, right_number, wrong_number = PAGES[page_path]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{site}/{page_path}.html")
+    page.wait_for_selector("div.Quiz")
+    stem = Path(page_path).name
+    shown = [q for q in quiz.questions() if q["type"] != "code"] if stem == "knowledge_check" \
+        else [q for q in quiz.questions(stem) if q["type"] != "code"]
+    assert page.locator("div.Quiz").count() == len(shown)
+
+    for letter, verdict in ((wrong, "incorrect"), (right, "correct")):
+        label, expected = _choice_feedback(qid, letter)
+        page.locator("label.MCButton", has_text=label).click()
+        _, feedback = _feedback_of(page, label)
+        assert feedback.inner_text().strip() == expected
+        assert feedback.get_attribute("class").split()[-1] == verdict
+
+    question = _question(numeric_id)
+    see = quiz.pointer(question)
+    hint = next((hint["feedback"] for hint in question.get("hints", [])
+                 if hint["range"][0] <= float(wrong_number) < hint["range"][1]),
+                question["feedback_wrong"])
+    wrapper, feedback = _feedback_of(page, f"({numeric_id})")
+    box = wrapper.locator("input.Input-text")
+    right_feedback = question["feedback_correct"] + see
+    for number, expected, verdict in ((wrong_number, hint + see, "incorrect"),
+                                      (right_number, right_feedback, "correct")):
+        box.click()
+        box.press_sequentially(number)
+        box.press("Enter")
+        assert feedback.inner_text().strip() == expected
+        assert feedback.get_attribute("class").split()[-1] == verdict
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{stem}.png"), full_page=True)
+    # sphinx-thebe declares THEBE_JS_URL twice on every page of the book, quizzes or not
+    assert [error for error in errors if "'THEBE_JS_URL' has already been" not in error] == []
+    page.close()
