@@ -18,13 +18,20 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import timm
 import torch
 
 from companion.backbones import load_backbone, preprocess, to_channels_last
 from companion.repro import get_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_atomically  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "bench_features.md"
 
 
 def seconds(model: torch.nn.Module, batch: torch.Tensor, num_batches: int) -> float:
@@ -70,21 +77,23 @@ def main() -> None:
     results = {layout: args.num_batches * args.batch_size / time_s for layout, time_s in best.items()}
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"Lite0 forward_features, {args.image_size} px, batch {args.batch_size}, best of {args.repeats} "
-          f"x {args.num_batches} batches, {device}, torch {torch.__version__}, timm {timm.__version__}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load:.1f}")
-    print(f"| memory format | images/s |\n|---|---|")
-    for layout, speed in results.items():
-        print(f"| {layout} | {speed:.0f} |")
-    print(f"channels_last speed-up: x{results['channels_last'] / results['contiguous']:.2f}")
-    print(json.dumps({
-        "benchmark": "bench_features", "image_size": args.image_size, "batch_size": args.batch_size,
-        "repeats": args.repeats, "num_batches": args.num_batches, "device": str(device),
-        "torch": torch.__version__, "timm": timm.__version__, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "load_average": round(load, 2), "machine": platform.machine(),
-        "images_per_second": {layout: round(speed, 1) for layout, speed in results.items()},
-    }))
-
+    lines = [
+        f"Lite0 forward_features, {args.image_size} px, batch {args.batch_size}, best of {args.repeats} "
+        f"x {args.num_batches} batches, {device}, torch {torch.__version__}, timm {timm.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load:.1f}",
+        "", "| memory format | images/s |", "|---|---|",
+        *(f"| {layout} | {speed:.0f} |" for layout, speed in results.items()),
+        "", f"channels_last speed-up: x{results['channels_last'] / results['contiguous']:.2f}",
+        "", "```json", json.dumps({
+            "benchmark": "bench_features", "image_size": args.image_size, "batch_size": args.batch_size,
+            "repeats": args.repeats, "num_batches": args.num_batches, "device": str(device),
+            "torch": torch.__version__, "timm": timm.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "load_average": round(load, 2), "machine": platform.machine(),
+            "images_per_second": {layout: round(speed, 1) for layout, speed in results.items()},
+        }), "```",
+    ]
+    print("\n".join(lines))
+    write_atomically(RESULTS, "# bench_features\n\n" + "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,16 +37,10 @@ from torch import nn
 from companion import backbones, data, train
 from companion.repro import get_device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_atomically  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "bench_loop.md"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(tmp, path)
 
 
 def bare_loop(model: nn.Module, train_set: data.ImageSet, *, lr: float, batch_size: int, num_steps: int,

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,16 +29,10 @@ import torch
 from companion import data, strategies
 from companion.repro import get_device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_atomically  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "bench_prefix_cache.md"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from companion import data, render
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_atomically  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "bench_render.md"
 
 
 def main() -> None:
@@ -48,14 +56,18 @@ def main() -> None:
         start = time.perf_counter()
         data.make_dataset(per_class, "existing", image_size=args.image_size, cache_dir=cache_dir)
         results["load from disk cache"] = per_class * len(render.CLASSES) / (time.perf_counter() - start)
-    print(f"renderer {render.RENDERER_VERSION}, {args.image_size} px, {args.num_images} images, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'what':<24}{'images/s':>12}")
-    for name, rate in results.items():
-        print(f"{name:<24}{rate:>12,.0f}")
-    print(json.dumps({"benchmark": "render", "image_size": args.image_size, "threads": torch.get_num_threads(),
-                      **{k: round(v, 1) for k, v in results.items()}}))
-
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        f"renderer {render.RENDERER_VERSION}, {args.image_size} px, {args.num_images} images, best of "
+        f"{args.repeats}, torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.1f}",
+        "", "| what | images/s |", "|---|---|",
+        *(f"| {name} | {rate:,.0f} |" for name, rate in results.items()),
+        "", "```json", json.dumps({"benchmark": "render", "image_size": args.image_size,
+                                   "threads": torch.get_num_threads(), "load_average": round(load, 2),
+                                   **{k: round(v, 1) for k, v in results.items()}}), "```",
+    ]
+    print("\n".join(lines))
+    write_atomically(RESULTS, "# bench_render\n\n" + "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -35,8 +34,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from companion import backbones, data, render, repro, train  # noqa: E402
+from _common import write_atomically  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,10 +80,7 @@ def cached_run(key: dict, compute) -> dict:
     if path.exists():
         return json.loads(path.read_text())["result"]
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps({"key": key, "result": result}, indent=1))
     return result
 
 
@@ -217,11 +215,8 @@ def main() -> None:
     log("done in %.0f s" % (time.time() - start))
     print(table)
     suffix = "_quick" if args.quick else ""
-    for path, text in ((RESULTS / f"calibration{suffix}.md", table + "\n"),
-                       (RESULTS / f"calibration{suffix}.json", json.dumps(rows, indent=2) + "\n")):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_atomically(RESULTS / f"calibration{suffix}.md", table + "\n")
+    write_atomically(RESULTS / f"calibration{suffix}.json", json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

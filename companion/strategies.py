@@ -98,13 +98,18 @@ def _prefix_input(model: nn.Module, num_frozen: int, datasets: list[ImageSet], b
     """A ``model_input`` for `train.fit`: the frozen depths' output for each dataset, computed once.
 
     With the whole backbone frozen the output is pooled to (N, C, 1, 1): the head pools anyway,
-    and the average of a 1x1 map is itself.
+    and the average of a 1x1 map is itself. Those pooled features come from
+    `features.extract_features`, so its memory and disk caches serve every later run.
     """
     prefix = nn.Sequential(*(stage for _, stage in backbones.stages(model)[:num_frozen]))
     model.to(device, memory_format=torch.channels_last)
     prefix.eval()  # frozen BatchNorm normalises with its running statistics, as in adapt.train_mode
     cached = []
     for dataset in datasets:
+        if num_frozen == NUM_DEPTHS:  # the pooled output of the whole backbone: features' disk cache has it
+            pooled = features.extract_features(model, dataset, batch_size=batch_size, device=device)  # (N, C)
+            cached.append((dataset, torch.from_numpy(pooled).to(device)[:, :, None, None]))  # (N, C, 1, 1)
+            continue
         chunks = []
         with torch.inference_mode():
             for indices in torch.arange(len(dataset)).split(batch_size):
@@ -228,9 +233,11 @@ def run_strategy(
     from ``Cs`` on ``val_set`` instead). ``top_k_stages`` (partial fine-tuning) counts the
     trainable depths from the top: 2 trains ``blocks.6`` and ``head``. ``lp_epochs`` (default
     ``num_epochs``) is the length of the probe phase of ``lp_ft``. ``seed`` fixes the new
-    head or the scratch weights, the batches and the probe. ``cache_prefix=False`` recomputes
-    the frozen depths every step (the result is the same up to float rounding).
-    ``max_steps`` caps each `fit` (quick runs).
+    head or the scratch weights, the batches and the probe. Without ``augment`` the output of
+    the frozen depths of every train and val image is kept on the device (22 MB for 1,800
+    images at 112 px with ``top_k_stages=2``, 0.7 GB with 8); ``cache_prefix=False`` recomputes
+    it every step instead (same result up to float rounding, slower). ``max_steps`` caps each
+    `fit` (quick runs).
 
     Usage: ``result = run_strategy("full_finetune", train_set, val_set, lr=3e-4, num_epochs=5, seed=0)``
     """

@@ -20,3 +20,12 @@ def _no_network() -> Iterator[None]:
     pytest_socket.disable_socket(allow_unix_socket=True)
     yield
     pytest_socket.enable_socket()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every dataset and feature cache a test writes out of the user's ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COMPANION_CACHE_DIR", str(tmp_path_factory.mktemp("companion-cache")))
+    yield
+    patch.undo()

@@ -1,7 +1,5 @@
 """Tests for companion.strategies: the reuse regimes, the prefix cache, LR tuning and evaluation."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -119,9 +117,10 @@ def test_augmentation_recomputes_the_prefix(train_set, val_set, stem_calls):
     assert len(stem_calls) == 2 + 1
 
 
-def test_partial_finetune_leaves_the_frozen_depths_bitwise_fixed(train_set, val_set):
+@pytest.mark.parametrize("cache_prefix", [True, False])
+def test_partial_finetune_leaves_the_frozen_depths_bitwise_fixed(train_set, val_set, cache_prefix):
     """Check that depths below the top 2 keep their weights and BatchNorm statistics; the top ones change."""
-    result = run("partial_finetune", train_set, val_set, top_k_stages=2)
+    result = run("partial_finetune", train_set, val_set, top_k_stages=2, cache_prefix=cache_prefix)
     fresh = backbones.load_backbone(pretrained=False, num_classes=3, seed=0)
     trained_stages, fresh_stages = backbones.stages(result.model), backbones.stages(fresh)
     for depth in range(backbones.NUM_DEPTHS):
