@@ -94,6 +94,9 @@ def build_cells() -> list[nbformat.NotebookNode]:
     cells = [
         v4.new_markdown_cell(
             "# Knowledge check\n\n"
+            "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            "(https://colab.research.google.com/github/transfer-learning-fundamentals/course/blob/main/"
+            "book/knowledge_check.ipynb)\n\n"
             "Every question of the course in one place, grouped by the idea it checks. Click an "
             "answer, or type a number and press Enter, to see at once whether it is right and "
             "why; each feedback names the section to reread. The answers are also written out "
