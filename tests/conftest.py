@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import pytest_socket
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +30,24 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     patch.setenv("COMPANION_CACHE_DIR", str(tmp_path_factory.mktemp("companion-cache")))
     yield
     patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Run the tests on one thread: tiny tensors gain nothing from more, and on a busy machine
+    OpenMP threads waiting on each other make them up to 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def fresh_feature_cache(tmp_path, monkeypatch) -> Iterator[None]:
+    """An empty in-memory feature cache and a disk cache in the test's own tmp folder."""
+    from companion import features
+
+    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path))
+    features.clear_feature_cache()
+    yield
+    features.clear_feature_cache()

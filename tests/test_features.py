@@ -8,15 +8,6 @@ from companion import backbones, features, train
 from companion.data import ImageSet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP waits slow them 10x."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def model():
     return backbones.load_backbone(pretrained=False, seed=0)
@@ -29,13 +20,7 @@ def dataset():
     return ImageSet(images, torch.arange(6) % 3, ("a", "b", "c"))
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path, monkeypatch):
-    """Each test starts with an empty memory cache and a disk cache in its own tmp folder."""
-    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path))
-    features.clear_feature_cache()
-    yield
-    features.clear_feature_cache()
+pytestmark = pytest.mark.usefixtures("fresh_feature_cache")
 
 
 class CallCounter:

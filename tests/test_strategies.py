@@ -31,22 +31,7 @@ def val_set():
     return make_set(2, seed=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP waits slow them 10x."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def feature_cache(tmp_path, monkeypatch):
-    """Keep the feature disk cache of linear_probe inside the test's tmp folder."""
-    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path))
-    features.clear_feature_cache()
-    yield
-    features.clear_feature_cache()
+pytestmark = pytest.mark.usefixtures("fresh_feature_cache")
 
 
 def run(strategy, train_set, val_set, **kwargs):

@@ -14,15 +14,6 @@ from companion.data import ImageSet
 CLASSES = ("red", "green", "blue")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP waits slow them 10x."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_separable_set(num_per_class: int = 8, size: int = 16, seed: int = 0) -> ImageSet:
     """Dark noise images whose class is the one bright colour channel."""
     generator = torch.Generator().manual_seed(seed)
