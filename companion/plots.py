@@ -47,11 +47,18 @@ def use_course_style() -> None:
 
 
 def _styled(function):
-    """Run a plot function inside the course style (an rcParams context)."""
+    """Run a plot function inside the course style (an rcParams context).
+
+    The figure is detached from pyplot before it is returned, so a notebook shows it exactly
+    once, as the cell's value (leaving the rcParams context can close pyplot's open figures
+    under the inline backend, which would otherwise lose all but the first).
+    """
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with plt.rc_context(COURSE_STYLE):
-            return function(*args, **kwargs)
+            figure = function(*args, **kwargs)
+        plt.close(figure)
+        return figure
     return wrapper
 
 
