@@ -299,3 +299,38 @@ def learning_curves(history, title: str | None = None) -> Figure:
     if title:
         loss_axis.set_title(title)
     return figure
+
+
+@_styled
+def accuracy_by_depth(curves: dict, depth_names: Sequence[str], chance: float | None = None,
+                      title: str | None = None) -> Figure:
+    """Plot accuracy against depth, one line per model; 2-D values get mean +- sd error bars.
+
+    ``curves`` maps a label to accuracies of shape ``(num_depths,)`` or ``(num_seeds, num_depths)``.
+
+    Usage: ``accuracy_by_depth({"pretrained": acc}, [n for n, _ in backbones.stages(model)], chance=1/6)``
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError("The 'curves' parameter of accuracy_by_depth must be a non-empty dict of label -> "
+                         f"accuracies. Got {type(curves).__name__} instead.")
+    depth_names = list(depth_names)
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    for label, values in curves.items():
+        values = _to_numpy(values, "curves", "accuracy_by_depth").astype(float)
+        if values.shape[-1] != len(depth_names) or values.ndim not in (1, 2):
+            raise ValueError(f"accuracy_by_depth: the values of {label!r} must have shape ({len(depth_names)},) "
+                             f"or (num_seeds, {len(depth_names)}), one per depth. Got {values.shape}.")
+        if values.ndim == 2:
+            axis.errorbar(range(len(depth_names)), values.mean(axis=0), yerr=values.std(axis=0), marker="o",
+                          capsize=3, label=label)
+        else:
+            axis.plot(range(len(depth_names)), values, marker="o", label=label)
+    if chance is not None:
+        axis.axhline(chance, color="grey", linestyle=":", label="chance")
+    axis.set_xticks(range(len(depth_names)), [f"{d}\n{n}" for d, n in enumerate(depth_names)], fontsize=8)
+    axis.set_xlabel("depth")
+    axis.set_ylabel("test accuracy")
+    axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title)
+    return figure

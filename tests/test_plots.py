@@ -125,3 +125,18 @@ def test_plots_use_the_course_style_without_changing_global_rcparams():
     assert figure.axes[0].title.get_fontsize() == plots.COURSE_STYLE["axes.titlesize"]
     assert not figure.axes[0].spines["top"].get_visible()
     assert dict(plt.rcParams) == before
+
+
+def test_accuracy_by_depth_draws_error_bars_and_lines():
+    """Check that 2-D curves get error bars, 1-D curves plain lines, and wrong lengths a clear error."""
+    names = ["stem", "blocks.0", "head"]
+    figure = plots.accuracy_by_depth({"pretrained": np.array([[0.2, 0.5, 0.4], [0.3, 0.6, 0.5]]),
+                                      "random": [0.2, 0.2, 0.2]}, names, chance=1 / 6, title="probe")
+    axis = figure.axes[0]
+    assert len(axis.containers) == 1  # the error bars of "pretrained"
+    np.testing.assert_allclose(axis.containers[0].lines[0].get_ydata(), [0.25, 0.55, 0.45])
+    assert sorted(t.get_text() for t in axis.get_legend().get_texts()) == ["chance", "pretrained", "random"]
+    with pytest.raises(ValueError, match=r"must have shape \(3,\) or \(num_seeds, 3\)"):
+        plots.accuracy_by_depth({"short": [0.1, 0.2]}, names)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plots.accuracy_by_depth({}, names)
