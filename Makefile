@@ -12,7 +12,7 @@ NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb)) book/knowledge_check.ipynb
 BENCHMARKS ?= $(sort $(wildcard benchmarks/bench_*.py))
 
 .DEFAULT_GOAL := help
-.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench clean clean-all
+.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench gpu-check clean clean-all
 
 help:
 	@echo "make book         build the HTML book from the committed notebook outputs (_build/html)"
@@ -21,6 +21,7 @@ help:
 	@echo "make execute      re-run every notebook in place (authors), then strip volatile metadata"
 	@echo "                  (one notebook: make execute NOTEBOOKS=notebooks/01_....ipynb)"
 	@echo "make bench        run benchmarks/bench_*.py"
+	@echo "make gpu-check    on a CUDA machine: tests, then every notebook vs its committed CPU outputs"
 	@echo "make book-strict  build the book from scratch with warnings as errors (as CI does)"
 	@echo "make install      only create .venv and install the package with all its extras"
 	@echo "make clean        remove _build and test caches; make clean-all also removes .venv"
@@ -83,6 +84,11 @@ else
 		echo "== $$script"; $(BIN)/python $$script; \
 	done
 endif
+
+# The CUDA path: unit tests, then each notebook executed (deterministic mode) and its printed
+# numbers compared with the committed CPU outputs. Needs a GPU; see tools/gpu_check.py.
+gpu-check: $(STAMP)
+	$(BIN)/python tools/gpu_check.py
 
 clean:
 	rm -rf _build .pytest_cache .coverage htmlcov

@@ -61,3 +61,18 @@ def test_exactly_one_seed_everything(path):
     """Check that each chapter seeds once, at the top, so one seed fixes every printed number."""
     calls = sum(_source(c).count("seed_everything(") for c in _cells(path) if c["cell_type"] == "code")
     assert calls == (0 if path.parent.name == "book" else 1)
+
+
+def test_gpu_check_compares_printed_numbers():
+    """Check that tools/gpu_check.py pairs printed numbers in order and flags a changed count."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "text": ["accuracy 0.691 +- 0.016\n", "delta -0.363\n"]},
+        {"output_type": "execute_result", "data": {"text/plain": "0.5"}}]}]}
+    assert gpu_check.printed_numbers(notebook) == [0.691, 0.016, -0.363, 0.5]
+    assert gpu_check.compare([0.691, 0.5], [0.690, 0.5]) == (2, pytest.approx(0.001))
+    assert gpu_check.compare([0.691], [0.691, 0.2]) == (1, float("inf"))
