@@ -39,7 +39,7 @@ from torch import nn
 
 from companion import adapt, backbones, features, repro, train
 from companion.data import ImageSet
-from companion.train import _check, _check_image_set, _is_float, _is_int
+from companion.train import _check, _check_image_set, _check_train_val, _is_float, _is_int
 
 __all__ = ["STRATEGIES", "StrategyResult", "run_strategy", "tune_lr", "evaluate_strategy"]
 
@@ -166,12 +166,7 @@ def _linear_probe(model: nn.Module, train_set: ImageSet, val_set: ImageSet, *, C
 # ----------------------------------------------------------------------------- strategies
 def _check_arguments(strategy, train_set, val_set, lr, num_epochs, options: dict, func: str) -> None:
     _check(strategy in STRATEGIES, "strategy", func, f"one of {STRATEGIES}", strategy)
-    _check_image_set(train_set, "train_set", func, min_classes=2)
-    if val_set is not None:
-        _check_image_set(val_set, "val_set", func)
-        if val_set.classes != train_set.classes:
-            raise ValueError(f"The 'val_set' parameter of {func} must have the same classes as train_set. "
-                             f"Got {val_set.classes} and {train_set.classes}.")
+    _check_train_val(train_set, val_set, func)
     probe = strategy == "linear_probe"
     if probe and val_set is None:
         raise ValueError("run_strategy('linear_probe') needs a val_set: the probe chooses its C on it.")

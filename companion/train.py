@@ -76,6 +76,16 @@ def _check_image_set(value: object, name: str, func: str, *, min_classes: int = 
                          f"Got {num_present} (a classifier cannot learn from one class).")
 
 
+def _check_train_val(train_set: object, val_set: object, func: str) -> None:
+    """A training set of at least two classes, and an optional validation set with the same classes."""
+    _check_image_set(train_set, "train_set", func, min_classes=2)
+    if val_set is not None:
+        _check_image_set(val_set, "val_set", func)
+        if val_set.classes != train_set.classes:
+            raise ValueError(f"The 'val_set' parameter of {func} must have the same classes as train_set. "
+                             f"Got {val_set.classes} and {train_set.classes}.")
+
+
 def _check_outputs(logits: torch.Tensor, dataset: ImageSet, func: str) -> None:
     num_classes = len(dataset.classes)
     if logits.ndim != 2 or logits.shape[1] != num_classes:
@@ -374,12 +384,7 @@ def fit(
     """
     func = "fit"
     _check(isinstance(model, nn.Module), "model", func, "a torch.nn.Module", model, TypeError)
-    _check_image_set(train_set, "train_set", func, min_classes=2)
-    if val_set is not None:
-        _check_image_set(val_set, "val_set", func)
-        if val_set.classes != train_set.classes:
-            raise ValueError(f"The 'val_set' parameter of fit must have the same classes as train_set. "
-                             f"Got {val_set.classes} and {train_set.classes}.")
+    _check_train_val(train_set, val_set, func)
     _check(_is_int(num_epochs, 1), "num_epochs", func, "an int >= 1", num_epochs)
     _check(_is_float(lr, 0.0, strict=True), "lr", func, "a float > 0", lr)
     _check(_is_int(batch_size, 1), "batch_size", func, "an int >= 1", batch_size)
