@@ -26,32 +26,21 @@ from pathlib import Path
 
 import torch
 
-from companion import data, strategies
+from companion import strategies
 from companion.repro import get_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_atomically  # noqa: E402
+from _common import training_arguments, warehouse_splits, write_atomically  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_prefix_cache.md"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-per-class", type=int, default=50)
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--num-epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    training_arguments(parser, lr=1e-3)
     parser.add_argument("--top-k-stages", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-
-    pool = data.make_dataset(args.n_per_class, image_size=args.image_size, seed=0)
-    splits = data.stratified_split(pool, (0.6, 0.2, 0.2), seed=0)
-    train_set, val_set, test_set = splits["train"], splits["val"], splits["test"]
+    train_set, val_set, test_set = warehouse_splits(args)
     best = {"cached": float("inf"), "recomputed": float("inf")}
     scores, weights = {}, {}
     for repeat in range(args.repeats):

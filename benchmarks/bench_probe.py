@@ -33,31 +33,20 @@ from pathlib import Path
 
 import torch
 
-from companion import data, features, strategies
+from companion import features, strategies
 from companion.repro import get_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_atomically  # noqa: E402
+from _common import training_arguments, warehouse_splits, write_atomically  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_probe.md"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-per-class", type=int, default=50)
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--num-epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    training_arguments(parser, lr=1e-2)
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-
-    pool = data.make_dataset(args.n_per_class, image_size=args.image_size, seed=0)
-    splits = data.stratified_split(pool, (0.6, 0.2, 0.2), seed=0)
-    train_set, val_set, test_set = splits["train"], splits["val"], splits["test"]
+    train_set, val_set, test_set = warehouse_splits(args)
     common = dict(num_epochs=args.num_epochs, lr=args.lr, batch_size=args.batch_size, seed=0)
     methods = {
         "cached": lambda: strategies.run_strategy("head_only", train_set, val_set, cache_prefix=True, **common),
