@@ -12,7 +12,7 @@ NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb)) book/knowledge_check.ipynb
 BENCHMARKS ?= $(sort $(wildcard benchmarks/bench_*.py))
 
 .DEFAULT_GOAL := help
-.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench gpu-check clean clean-all
+.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench gpu-check wheels list-notebooks clean clean-all
 
 help:
 	@echo "make book         build the HTML book from the committed notebook outputs (_build/html)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench        run benchmarks/bench_*.py"
 	@echo "make gpu-check    on a CUDA machine: tests, then every notebook vs its committed CPU outputs"
 	@echo "make book-strict  build the book from scratch with warnings as errors (as CI does)"
+	@echo "make wheels       download into wheelhouse/ the wheels an offline GPU machine needs for gpu-check"
 	@echo "make install      only create .venv and install the package with all its extras"
 	@echo "make clean        remove _build and test caches; make clean-all also removes .venv"
 
@@ -55,14 +56,19 @@ test-unit: $(STAMP)
 # First a check that each notebook was fully executed and carries no timing metadata (nbval skips
 # cells that were never run). Then nbval re-executes each notebook in a fresh kernel of this
 # environment and compares every text output with the committed one, after the substitutions
-# listed in $(SANITIZE).
+# listed in $(SANITIZE). The kernels run offline: PYTHONSTARTUP makes each one run
+# tools/offline_kernel.py first, which refuses every connection except to loopback.
 test-notebooks: $(STAMP)
 ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "No notebooks in notebooks/ yet: nothing for nbval to check."
 else
 	$(BIN)/python tools/strip_volatile.py --check $(NOTEBOOKS)
-	$(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
+	PYTHONSTARTUP=$(CURDIR)/tools/offline_kernel.py $(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
 endif
+
+# The notebooks that test-notebooks checks, one per line (.ci/run gives each its own timed step).
+list-notebooks:
+	@printf '%s\n' $(NOTEBOOKS)
 
 # --allow-root only where make runs as root (containers, cloud machines): Jupyter refuses otherwise.
 lab: $(STAMP)
@@ -89,6 +95,12 @@ endif
 # numbers compared with the committed CPU outputs. Needs a GPU; see tools/gpu_check.py.
 gpu-check: $(STAMP)
 	$(BIN)/python tools/gpu_check.py
+
+# For a machine without internet (a GPU box): the wheels of everything `make install` installs, at
+# the versions installed here, torch and the CUDA libraries excepted (see tools/wheelhouse.py). There:
+#   python3 -m venv --system-site-packages .venv && PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheelhouse make gpu-check
+wheels: $(STAMP)
+	$(BIN)/python tools/wheelhouse.py --dest wheelhouse
 
 clean:
 	rm -rf _build .pytest_cache .coverage htmlcov

@@ -354,6 +354,10 @@ def preprocess(images, name: str = _DEFAULT) -> torch.Tensor:
         images = images.float() / 255.0  # (N, 3, H, W) in [0, 1]
     elif images.is_floating_point():
         images = images.float()
+        if images.numel() and not bool(torch.isfinite(images).all()):
+            bad = int((~torch.isfinite(images)).sum())
+            raise ValueError(f"The 'images' parameter of preprocess contains NaN or infinite values "
+                             f"({bad} of {images.numel()}). Float images must be finite and in [0, 1].")
         if images.numel() and (images.min() < 0.0 or images.max() > 1.0):
             raise ValueError(f"Float images passed to preprocess must be in [0, 1]. Got values in "
                              f"[{images.min().item():.3g}, {images.max().item():.3g}] instead. Divide "
@@ -393,7 +397,13 @@ def load_image(image, size: int = 224, crop_pct: float = 0.875) -> torch.Tensor:
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"The 'crop_pct' parameter of load_image must be in (0, 1]. Got {crop_pct!r} instead.")
     if isinstance(image, (str, os.PathLike)):
-        image = Image.open(image)
+        try:
+            with Image.open(image) as opened:
+                image = opened.convert("RGB")  # reads every pixel now: a truncated file fails here
+        except FileNotFoundError:
+            raise
+        except OSError as error:  # PIL.UnidentifiedImageError, "image file is truncated", ...
+            raise ValueError(f"load_image: cannot read {str(image)!r} as an image ({error}).") from error
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"Arrays passed to load_image must be uint8 with shape (H, W) or (H, W, C). "

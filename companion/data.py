@@ -32,7 +32,8 @@ from companion.render import interpolate_cameras, render_parcels
 
 __all__ = [
     "CLASSES", "CAMERA_PRESETS", "CameraSetup", "ImageSet", "default_cache_dir", "interpolate_cameras",
-    "load_image_folder", "make_dataset", "sample_per_class", "stratified_split",
+    "load_image_folder", "make_dataset", "sample_per_class", "sample_per_class_indices",
+    "stratified_split",
 ]
 
 
@@ -57,7 +58,9 @@ class ImageSet:
                 "convert greyscale or RGBA images to RGB first."
             )
         if not isinstance(self.labels, torch.Tensor) or self.labels.ndim != 1 or self.labels.dtype != torch.int64:
-            raise TypeError("ImageSet.labels must be a 1-D int64 tensor.")
+            got = f"{type(self.labels).__name__} {getattr(self.labels, 'dtype', '')} {tuple(getattr(self.labels, 'shape', ()))}"
+            raise TypeError(f"ImageSet.labels must be a 1-D int64 tensor. Got {got}; convert with "
+                            "torch.as_tensor(labels, dtype=torch.int64).")
         if len(self.labels) != len(self.images):
             raise ValueError(
                 f"ImageSet has {len(self.images)} images but {len(self.labels)} labels; they must match."
@@ -210,6 +213,23 @@ def sample_per_class(dataset: ImageSet, n_per_class: int, *, seed: int = 0) -> I
     index = np.concatenate([rng.choice(np.flatnonzero(labels == k), int(n_per_class), replace=False)
                             for k in range(len(dataset.classes))])
     return dataset.subset(np.sort(index))
+
+
+def sample_per_class_indices(dataset: ImageSet, n_per_class: int, *, seed: int = 0) -> np.ndarray:
+    """The sorted row indices that :func:`sample_per_class` keeps, for the same arguments.
+
+    ``dataset.subset(sample_per_class_indices(dataset, n, seed=s))`` equals
+    ``sample_per_class(dataset, n, seed=s)``. Use the indices to take few-shot subsets of
+    features already extracted for the whole ``dataset`` (one backbone pass, many subsets).
+
+    Usage: ``index = sample_per_class_indices(train, 20, seed=0); X_few = X_train[index]``.
+    """
+    sample_per_class(dataset, n_per_class, seed=seed)  # validates the arguments, with its messages
+    rng = np.random.default_rng(_check_int("seed", "sample_per_class", seed, 0))
+    labels = dataset.labels.numpy()
+    index = np.concatenate([rng.choice(np.flatnonzero(labels == k), int(n_per_class), replace=False)
+                            for k in range(len(dataset.classes))])
+    return np.sort(index)  # the same draws as sample_per_class makes
 
 
 def load_image_folder(root: str | Path, *, image_size: int = 112) -> ImageSet:

@@ -334,3 +334,162 @@ def accuracy_by_depth(curves: dict, depth_names: Sequence[str], chance: float | 
     if title:
         axis.set_title(title)
     return figure
+
+
+@_styled
+def sample_efficiency_curves(curves: dict, budgets: Sequence[float], chance: float | None = None,
+                             title: str | None = None, xlabel: str = "labels per class (log scale)") -> Figure:
+    """Plot test accuracy against the label budget on a log x-axis, one line per strategy.
+
+    ``curves`` maps a label to accuracies of shape ``(num_budgets,)`` or ``(num_seeds, num_budgets)``;
+    2-D values are drawn as the mean with a shaded mean +- sd band. The x ticks are the budgets.
+
+    Usage: ``sample_efficiency_curves({"scratch": acc_scratch, "linear probe": acc_probe}, [5, 20, 100], chance=1/6)``
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError("The 'curves' parameter of sample_efficiency_curves must be a non-empty dict of "
+                         f"label -> accuracies. Got {type(curves).__name__} instead.")
+    budgets = _to_numpy(list(budgets) if isinstance(budgets, range) else budgets, "budgets",
+                        "sample_efficiency_curves").astype(float)
+    if budgets.ndim != 1 or len(budgets) < 2 or not np.all(budgets > 0) or not np.all(np.diff(budgets) > 0):
+        raise ValueError("The 'budgets' parameter of sample_efficiency_curves must be at least 2 increasing "
+                         f"numbers > 0 (a log axis). Got {budgets.tolist()} instead.")
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, values in curves.items():
+        values = _to_numpy(values, "curves", "sample_efficiency_curves").astype(float)
+        if values.shape[-1] != len(budgets) or values.ndim not in (1, 2):
+            raise ValueError(f"sample_efficiency_curves: the values of {label!r} must have shape ({len(budgets)},) "
+                             f"or (num_seeds, {len(budgets)}), one per budget. Got {values.shape}.")
+        mean = values.mean(axis=0) if values.ndim == 2 else values
+        line, = axis.plot(budgets, mean, marker="o", label=label)
+        if values.ndim == 2:
+            spread = values.std(axis=0)
+            axis.fill_between(budgets, mean - spread, mean + spread, color=line.get_color(), alpha=0.2,
+                              linewidth=0)
+    if chance is not None:
+        axis.axhline(chance, color="grey", linestyle=":", label="chance")
+    axis.set_xscale("log")
+    axis.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("test accuracy")
+    axis.legend(fontsize=9, loc="lower right")
+    if title:
+        axis.set_title(title)
+    return figure
+
+
+_LAYER_TRANSFER_STYLE = {  # variant -> (colour, marker, line style): selffers blue, transfers orange/red
+    "BnB": (PALETTE[0], "o", "-"), "BnB+": (PALETTE[5], "s", "--"),
+    "AnB": (PALETTE[3], "o", "-"), "AnB+": (PALETTE[1], "s", "--"),
+}
+
+
+@_styled
+def layer_transfer_curves(curves: dict, depths: Sequence[int], baseline, reference: dict | None = None,
+                          title: str | None = None, reference_title: str = "reference") -> Figure:
+    """Plot accuracy on task B against n, the number of layers copied, one line per variant.
+
+    ``curves`` maps a variant (``"AnB"``, ``"BnB+"``, ...) to accuracies of shape ``(len(depths),)``
+    or ``(num_seeds, len(depths))`` (drawn as mean +- sd error bars); ``baseline`` (one number, or
+    one per seed) is the network trained on B from scratch, drawn at n = 0 and as a dotted line.
+    ``reference``, if given, is drawn in a second panel with its own scale: a dict
+    ``{variant: {n: accuracy}}`` with an optional ``"baseB": {0: accuracy}`` (for example
+    ``companion.layer_transfer.PAPER_REFERENCE``), titled ``reference_title``.
+
+    Usage: ``layer_transfer_curves(result.accuracy, result.depths, result.base_b, PAPER_REFERENCE)``
+    """
+    caller = "layer_transfer_curves"
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError(f"The 'curves' parameter of {caller} must be a non-empty dict of variant -> "
+                         f"accuracies. Got {type(curves).__name__} instead.")
+    depths = _to_numpy(list(depths) if isinstance(depths, range) else depths, "depths", caller)
+    if depths.ndim != 1 or len(depths) == 0 or not np.all(np.diff(depths) > 0) or depths.min() < 1:
+        raise ValueError(f"The 'depths' parameter of {caller} must be increasing ints >= 1 (layers copied). "
+                         f"Got {depths.tolist()} instead.")
+    baseline = np.atleast_1d(_to_numpy(baseline if not np.isscalar(baseline) else [baseline], "baseline",
+                                       caller).astype(float))
+    if reference is not None and (not isinstance(reference, dict)
+                                  or not all(isinstance(v, dict) for v in reference.values())):
+        raise TypeError(f"The 'reference' parameter of {caller} must be None or a dict of variant -> "
+                        f"{{n: accuracy}}. Got {type(reference).__name__} instead.")
+    figure = plt.figure(figsize=(11 if reference is not None else 6.5, 4))
+    axes = figure.subplots(1, 2 if reference is not None else 1, squeeze=False)[0]
+
+    def draw_baseline(axis, value, spread=0.0):
+        axis.errorbar([0], [float(value)], yerr=[float(spread)], marker="D", color="black", capsize=3, linestyle="none",
+                      markerfacecolor="white", label="baseB (trained on B)")
+        axis.axhline(value, color="grey", linestyle=":", linewidth=1)
+
+    draw_baseline(axes[0], baseline.mean(), baseline.std())
+    for label, values in curves.items():
+        values = _to_numpy(values, "curves", caller).astype(float)
+        if values.shape[-1] != len(depths) or values.ndim not in (1, 2):
+            raise ValueError(f"{caller}: the values of {label!r} must have shape ({len(depths)},) or "
+                             f"(num_seeds, {len(depths)}), one per n. Got {values.shape}.")
+        colour, marker, style = _LAYER_TRANSFER_STYLE.get(label, (None, "o", "-"))
+        spread = values.std(axis=0) if values.ndim == 2 else None
+        mean = values.mean(axis=0) if values.ndim == 2 else values
+        axes[0].errorbar(depths, mean, yerr=spread, marker=marker, linestyle=style, color=colour, capsize=3,
+                         label=label)
+    if reference is not None:
+        if "baseB" in reference:
+            draw_baseline(axes[1], next(iter(reference["baseB"].values())))
+        for label, points in reference.items():
+            if label == "baseB":
+                continue
+            colour, marker, style = _LAYER_TRANSFER_STYLE.get(label, (None, "o", "-"))
+            ns = sorted(points)
+            axes[1].plot(ns, [points[n] for n in ns], marker=marker, linestyle=style, color=colour, label=label)
+        axes[1].set_title(reference_title)
+    for axis in axes:
+        axis.set_xlabel("n: layers copied from the base network")
+        axis.set_ylabel("test accuracy on task B")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend(fontsize=8, loc="lower left")
+    if title:
+        axes[0].set_title(title)
+    return figure
+
+
+@_styled
+def cost_accuracy(summary: Sequence[dict], title: str | None = None) -> Figure:
+    """Plot test accuracy against trainable parameters and against wall time, one series per strategy.
+
+    ``summary`` holds dicts with ``label``, ``n_per_class``, ``mean``, ``sd``,
+    ``trainable_parameters`` and ``seconds`` (`companion.strategies.summarize_grid` rows). Each
+    strategy gets one colour; a point is one label budget (mean +- sd over seeds), its size grows
+    with the budget. Both x axes are logarithmic.
+
+    Usage: ``cost_accuracy(strategies.summarize_grid(rows), title="Cost against accuracy")``
+    """
+    caller = "cost_accuracy"
+    keys = ("label", "n_per_class", "mean", "sd", "trainable_parameters", "seconds")
+    if not isinstance(summary, Sequence) or not summary or not all(
+            isinstance(row, dict) and all(key in row for key in keys) for row in summary):
+        raise ValueError(f"The 'summary' parameter of {caller} must be a non-empty list of dicts with keys "
+                         f"{keys} (strategies.summarize_grid rows). Got {type(summary).__name__} instead.")
+    if any(row["trainable_parameters"] <= 0 or row["seconds"] <= 0 for row in summary):
+        raise ValueError(f"{caller}: 'trainable_parameters' and 'seconds' must be > 0 (log axes).")
+    labels = list(dict.fromkeys(row["label"] for row in summary))
+    budgets = sorted({row["n_per_class"] for row in summary})
+    sizes = {n: 25 + 45 * index for index, n in enumerate(budgets)}
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, key, xlabel in ((axes[0], "trainable_parameters", "trainable parameters (log scale)"),
+                              (axes[1], "seconds", "wall time per run, s (log scale)")):
+        for index, label in enumerate(labels):
+            rows = sorted((row for row in summary if row["label"] == label), key=lambda row: row["n_per_class"])
+            colour = PALETTE[index % len(PALETTE)]
+            x = [row[key] for row in rows]
+            axis.errorbar(x, [row["mean"] for row in rows], yerr=[row["sd"] for row in rows], color=colour,
+                          linestyle="none", capsize=2, alpha=0.6)
+            axis.scatter(x, [row["mean"] for row in rows], s=[sizes[row["n_per_class"]] for row in rows],
+                         color=colour, label=label, zorder=3)
+        axis.set_xscale("log")
+        axis.set_xlabel(xlabel)
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(fontsize=8, loc="best", title="small to large: " + ", ".join(f"{n}" for n in budgets)
+                   + " labels/class", title_fontsize=8)
+    if title:
+        figure.suptitle(title)
+    return figure

@@ -11,6 +11,7 @@ Usage::
     from companion import quiz
     quiz.show("01_meet_the_data_and_backbone")
     quiz.check_freeze_up_to(freeze_up_to)             # after writing freeze_up_to
+    quiz.check_probe_accuracy(linear_probe_accuracy)  # the other checkers: see CHECKERS
     print(quiz.score({"intro-what-is-reused": "B"}))
 """
 
@@ -168,6 +169,9 @@ def to_jupyterquiz(question: dict, number: int) -> dict:
     return item
 
 
+_TRIED_ON = {"check_probe_accuracy": "a small synthetic data set"}  # default: "a small model"
+
+
 def exercise_html(question: dict, number: int) -> str:
     """Return the HTML presenting a code exercise: the task, starter code, how to check it.
 
@@ -178,7 +182,8 @@ def exercise_html(question: dict, number: int) -> str:
             f'0 1em; margin: 1em 0; max-width: 600px"><p><b>{number}. Code exercise</b> <small>'
             f"({question['id']})</small>: {question['question']}</p><pre><code>"
             f"{html.escape(question['starter'])}</code></pre><p>Copy this into a new cell, write "
-            f"the body and run <code>{call}</code>: it tries your function on a small model and "
+            f"the body and run <code>{call}</code>: it tries your function on "
+            f"{_TRIED_ON.get(question['checker'], 'a small model')} and "
             f"says what is wrong, if anything.{html.escape(pointer(question))}</p></div>")
 
 
@@ -338,7 +343,177 @@ def check_param_groups(function: Callable) -> CheckResult:
     return CheckResult("make_param_groups", tuple(problems))
 
 
-CHECKERS = {"check_freeze_up_to": check_freeze_up_to, "check_param_groups": check_param_groups}
+def _probe_case():
+    """Three classes in 8 features of very different scales: 60 training and 60 test rows.
+
+    A standardised logistic regression scores 0.95 on the test rows, and the usual variants
+    (another C, no scaling) land within 0.05 of it; the error rate, a percentage, a score with
+    shuffled labels all land far from it, so each mistake gives a number of its own.
+    """
+    import numpy as np
+    rng = np.random.default_rng(3)
+    means = rng.normal(size=(3, 8)) * 0.8
+    y_train, y_test = (rng.permutation(np.arange(60) % 3) for _ in range(2))
+    scale = rng.uniform(0.5, 20, size=8)
+    X_train = (means[y_train] + rng.normal(size=(60, 8))) * scale
+    X_test = (means[y_test] + rng.normal(size=(60, 8))) * scale
+    return X_train.astype(np.float32), y_train, X_test.astype(np.float32), y_test
+
+
+def _reference_probe_accuracy(X_train, y_train, X_test, y_test) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return float(probe.fit(X_train, y_train).score(X_test, y_test))
+
+
+def _as_accuracy(value: object, call: str) -> tuple[float | None, str | None]:
+    """The reader's return value as a float, or the sentence saying why it is not one."""
+    import numpy as np
+    shape = tuple(getattr(value, "shape", ()))
+    if shape and int(np.prod(shape)) > 1:
+        return None, (f"{call} returned an array of shape {shape}: return one number, the "
+                      "fraction of test rows predicted right (e.g. probe.score(X_test, y_test)).")
+    try:
+        if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
+            raise TypeError
+        number = float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError):
+        return None, (f"{call} returned {type(value).__name__} {str(value)[:40]!r}: return the "
+                      "accuracy as a float in [0, 1].")
+    return number, None
+
+
+def check_probe_accuracy(function: Callable) -> CheckResult:
+    """Run the reader's ``linear_probe_accuracy(X_train, y_train, X_test, y_test)``.
+
+    The function should fit a linear probe (logistic regression, best on standardised features)
+    on the training rows only and return its accuracy on the test rows as a float in [0, 1].
+    The checker compares it with a reference on a small synthetic case, then calls it again
+    with shuffled training labels and with shuffled test labels: a probe fitted on the test rows,
+    or scored on the training rows, does not notice. Labels arrive as torch tensors, as
+    ``ImageSet.labels`` do.
+    Usage: ``quiz.check_probe_accuracy(linear_probe_accuracy)``
+    """
+    import numpy as np
+    import torch
+    X_train, y_train, X_test, y_test = _probe_case()
+    reference, tolerance = _reference_probe_accuracy(X_train, y_train, X_test, y_test), 0.1
+    name, caller = "linear_probe_accuracy", "check_probe_accuracy"
+
+    def call(X_a, y_a, X_b, y_b, what: str) -> tuple[float | None, str | None]:
+        inputs = [X_a.copy(), torch.from_numpy(y_a), X_b.copy(), torch.from_numpy(y_b)]
+        text = f"{name}(X_train, y_train, X_test, y_test{what})"
+        value, error = _run(function, caller, text, *inputs)
+        if error:
+            return None, error
+        for given, original, label in ((inputs[0], X_a, "X_train"), (inputs[2], X_b, "X_test")):
+            if not np.array_equal(given, original):
+                return None, (f"{text} changed {label} in place: leave the caller's arrays alone "
+                              "(a StandardScaler in a pipeline scales a copy).")
+        return _as_accuracy(value, text)
+
+    value, problem = call(X_train, y_train, X_test, y_test, "")
+    if problem:
+        return CheckResult(name, (problem,))
+    expected = f"expected about {reference:.3f} (a standardised logistic regression)"
+    if 1 < value <= 100 and abs(value / 100 - reference) <= tolerance:
+        return CheckResult(name, (f"returned {value:.4g}, a percentage: return a fraction in "
+                                  f"[0, 1]; {expected}.",))
+    if abs(value - reference) > tolerance:
+        if abs(value - (1 - reference)) <= tolerance:
+            return CheckResult(name, (f"returned {value:.3f}, which looks like the error rate: "
+                                      f"return the fraction predicted right; {expected}.",))
+        return CheckResult(name, (f"returned {value:.3f}; {expected}.",))
+    problems = []
+    rng = np.random.default_rng(0)
+    shuffles = ((rng.permutation(y_train), y_test, "y_train", "the probe must learn from X_train "
+                 "and y_train only, never from the test rows"),
+                (y_train, rng.permutation(y_test), "y_test", "score the probe on X_test and "
+                 "y_test, not on the rows it was fitted on"))
+    for y_a, y_b, shuffled_name, advice in shuffles:
+        shuffled, error = call(X_train, y_a, X_test, y_b, f" with {shuffled_name} shuffled")
+        chance = _reference_probe_accuracy(X_train, y_a, X_test, y_b)
+        if error:
+            problems.append(error)
+        elif shuffled == value or shuffled > chance + 0.3:
+            problems.append(f"with {shuffled_name} shuffled the accuracy should fall to about "
+                            f"{chance:.3f}, but it is {shuffled:.3f}: {advice}.")
+    return CheckResult(name, tuple(problems))
+
+
+def _batchnorm_state(model) -> dict:
+    from torch.nn.modules.batchnorm import _BatchNorm
+    return {f"{name}.{buffer}": getattr(module, buffer).clone()
+            for name, module in model.named_modules() if isinstance(module, _BatchNorm)
+            for buffer in ("running_mean", "running_var")}
+
+
+def check_extract_features(function: Callable) -> CheckResult:
+    """Run the reader's ``extract_pooled_features(model, x)`` and say what is wrong.
+
+    The function should return the globally average-pooled final features ``(B, 1280)`` of a
+    preprocessed batch ``x`` without changing the model: BatchNorm in eval mode (a train-mode
+    forward pass moves every running mean and variance), no gradient graph, and the model's
+    train/eval mode as it was. The checker calls it on a small model left in train mode, as it
+    is after a training loop, then on one in eval mode.
+    Usage: ``quiz.check_extract_features(extract_pooled_features)``
+    """
+    import copy
+
+    import torch
+    name, caller = "extract_pooled_features", "check_extract_features"
+    problems, pristine = [], _small_model()[0]
+    for was_training in (True, False):
+        model = copy.deepcopy(pristine)  # running statistics as loaded, whatever the last call did
+        x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # (B, 3, H, W)
+        model.eval()
+        with torch.no_grad():
+            expected = model.forward_features(x).mean(dim=(2, 3))  # (4, 1280)
+        model.train(was_training)
+        before = _batchnorm_state(model)
+        mode = "train" if was_training else "eval"
+        call = f"{name}(model, x) with the model in {mode} mode"
+        output, error = _run(function, caller, call, model, x.clone())
+        if error:
+            problems.append(error)
+            continue
+        drifted = [key for key, value in _batchnorm_state(model).items()
+                   if not torch.equal(value, before[key])]
+        if drifted:
+            problems.append(f"after {call}, {len(drifted)} BatchNorm running statistics changed "
+                            f"(e.g. {drifted[0]!r}): the forward pass ran in train mode. Call "
+                            "model.eval() before it.")
+        if model.training != was_training:
+            problems.append(f"after {call}, the model is in "
+                            f"{'train' if model.training else 'eval'} mode: put it back as it was "
+                            "(was_training = model.training ... model.train(was_training)).")
+        call = f"{name}(model, x)"
+        if not isinstance(output, torch.Tensor):
+            problems.append(f"{call} returned {type(output).__name__}: return a torch.Tensor.")
+            continue
+        shape = tuple(output.shape)
+        if shape == (4, 1280, 2, 2):
+            problems.append(f"{call} returned shape {shape}, the feature maps: average them over "
+                            "height and width (dims 2 and 3) to get (4, 1280).")
+        elif shape != (4, 1280):
+            problems.append(f"{call} returned shape {shape}; expected (4, 1280): the "
+                            "forward_features output averaged over height and width.")
+        elif output.requires_grad:
+            problems.append(f"{call} returned a tensor that records gradients: compute it under "
+                            "torch.no_grad() or torch.inference_mode().")
+        elif not torch.allclose(output.float(), expected, atol=1e-4, rtol=1e-4):
+            difference = (output.float() - expected).abs().max().item()
+            problems.append(f"{call} differs from the eval-mode features by up to "
+                            f"{difference:.3g}: use model.forward_features(x) in eval mode, then "
+                            ".mean(dim=(2, 3)).")
+    return CheckResult(name, tuple(dict.fromkeys(problems)))
+
+
+CHECKERS = {"check_freeze_up_to": check_freeze_up_to, "check_param_groups": check_param_groups,
+            "check_probe_accuracy": check_probe_accuracy,
+            "check_extract_features": check_extract_features}
 
 
 # ----------------------------------------------------------------------------- score

@@ -2,8 +2,9 @@
 
 Scope: `run_strategy` builds a model for one of `STRATEGIES` and trains it; `tune_lr` gives
 every strategy (the scratch baseline included) the same learning-rate search; and
-`evaluate_strategy` scores the result on a test split. The regimes, from least to most
-adapted:
+`evaluate_strategy` scores the result on a test split; `run_grid` runs strategies x label
+budgets x seeds with one shared frozen-prefix cache and `summarize_grid` averages its rows. The
+regimes, from least to most adapted:
 
 - ``linear_probe``: logistic regression (`companion.features.fit_probe`, ``C`` chosen on the
   validation split) on cached pooled features; the probe is then copied into the model's
@@ -30,18 +31,21 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from companion import adapt, backbones, features, repro, train
+from companion import adapt, backbones, data, features, repro, train
 from companion.data import ImageSet
 from companion.train import _check, _check_image_set, _check_train_val, _is_float, _is_int
 
-__all__ = ["STRATEGIES", "StrategyResult", "run_strategy", "tune_lr", "evaluate_strategy"]
+__all__ = ["STRATEGIES", "StrategyResult", "run_strategy", "tune_lr", "evaluate_strategy", "run_grid",
+           "summarize_grid"]
 
 STRATEGIES = ("linear_probe", "head_only", "partial_finetune", "full_finetune", "lp_ft", "scratch")
 NUM_DEPTHS = backbones.NUM_DEPTHS
@@ -93,19 +97,55 @@ class _Suffix(nn.Module):
         return self.model.forward_head(x)  # (B, num_classes)
 
 
+def _image_digest(image: torch.Tensor) -> bytes:
+    """A fingerprint of one uint8 image (C, H, W): its shape and bytes."""
+    hasher = hashlib.blake2b(str(tuple(image.shape)).encode(), digest_size=16)
+    hasher.update(image.contiguous().numpy().tobytes())
+    return hasher.digest()
+
+
+def _memo_activations(prefix: nn.Module, num_frozen: int, dataset: ImageSet, batch_size: int,
+                      device: torch.device, memo: dict) -> torch.Tensor:
+    """The prefix output of every image of ``dataset`` (N, C, h, w), computed only for images not in ``memo``.
+
+    ``memo`` maps (prefix weights fingerprint, num_frozen) to {image digest: activation}, so
+    any later dataset sharing images (another `data.sample_per_class` draw, the same val or
+    test split) reuses them. The whole frozen backbone's output is pooled to (C, 1, 1).
+    """
+    store = memo.setdefault((features._model_fingerprint(prefix), num_frozen), {})
+    digests = [_image_digest(image) for image in dataset.images]
+    missing, seen = [], set()
+    for row, digest in enumerate(digests):
+        if digest not in store and digest not in seen:
+            seen.add(digest)
+            missing.append(row)
+    with torch.inference_mode():
+        for rows in torch.tensor(missing, dtype=torch.int64).split(batch_size):
+            x = prefix(train._to_input(dataset.images[rows], device))  # (B, C, h, w)
+            if num_frozen == NUM_DEPTHS:
+                x = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+            for row, activation in zip(rows.tolist(), x):
+                store[digests[row]] = activation.clone()
+    return torch.stack([store[digest] for digest in digests]).clone()  # (N, C, h, w), usable by autograd
+
+
 def _prefix_input(model: nn.Module, num_frozen: int, datasets: list[ImageSet], batch_size: int,
-                  device: torch.device) -> Callable:
+                  device: torch.device, memo: dict | None = None) -> Callable:
     """A ``model_input`` for `train.fit`: the frozen depths' output for each dataset, computed once.
 
     With the whole backbone frozen the output is pooled to (N, C, 1, 1): the head pools anyway,
     and the average of a 1x1 map is itself. Those pooled features come from
-    `features.extract_features`, so its memory and disk caches serve every later run.
+    `features.extract_features`, so its memory and disk caches serve every later run. With a
+    ``memo`` (see `_memo_activations`) every output is looked up per image instead.
     """
     prefix = nn.Sequential(*(stage for _, stage in backbones.stages(model)[:num_frozen]))
     model.to(device, memory_format=torch.channels_last)
     prefix.eval()  # frozen BatchNorm normalises with its running statistics, as in adapt.train_mode
     cached = []
     for dataset in datasets:
+        if memo is not None:
+            cached.append((dataset, _memo_activations(prefix, num_frozen, dataset, batch_size, device, memo)))
+            continue
         if num_frozen == NUM_DEPTHS:  # the pooled output of the whole backbone: features' disk cache has it
             pooled = features.extract_features(model, dataset, batch_size=batch_size, device=device)  # (N, C)
             cached.append((dataset, torch.from_numpy(pooled).to(device)[:, :, None, None]))  # (N, C, 1, 1)
@@ -125,13 +165,13 @@ def _prefix_input(model: nn.Module, num_frozen: int, datasets: list[ImageSet], b
 
 
 def _fit_frozen(model: nn.Module, num_frozen: int, train_set: ImageSet, val_set: ImageSet | None, *,
-                augment, cache_prefix: bool, **fit_options) -> train.History:
+                augment, cache_prefix: bool, memo: dict | None = None, **fit_options) -> train.History:
     """`train.fit` with depths ``[0, num_frozen)`` frozen; their output cached when it cannot change."""
     if num_frozen == 0 or augment is not None or not cache_prefix:
         return train.fit(model, train_set, val_set, augment=augment, **fit_options)
     datasets = [dataset for dataset in (train_set, val_set) if dataset is not None]
     model_input = _prefix_input(model, num_frozen, datasets, fit_options["batch_size"],
-                                repro.get_device(fit_options["device"]))
+                                repro.get_device(fit_options["device"]), memo)
     return train.fit(_Suffix(model, num_frozen), train_set, val_set, model_input=model_input, **fit_options)
 
 
@@ -153,10 +193,16 @@ def _copy_probe_into_head(probe: features.ProbeResult, classifier: nn.Linear) ->
 
 
 def _linear_probe(model: nn.Module, train_set: ImageSet, val_set: ImageSet, *, Cs, seed: int,
-                  batch_size: int, device) -> features.ProbeResult:
-    options = dict(batch_size=batch_size, device=device)
-    X_train = features.extract_features(model, train_set, **options)  # (N, 1280), cached
-    X_val = features.extract_features(model, val_set, **options)  # (M, 1280)
+                  batch_size: int, device, memo: dict | None = None) -> features.ProbeResult:
+    if memo is None:
+        options = dict(batch_size=batch_size, device=device)
+        X_train = features.extract_features(model, train_set, **options)  # (N, 1280), cached
+        X_val = features.extract_features(model, val_set, **options)  # (M, 1280)
+    else:
+        model_input = _prefix_input(model, NUM_DEPTHS, [train_set, val_set], batch_size,
+                                    repro.get_device(device), memo)
+        X_train, X_val = (model_input(dataset, torch.arange(len(dataset))).flatten(1).cpu().numpy()
+                          for dataset in (train_set, val_set))  # (N, 1280), (M, 1280)
     probe = features.fit_probe(X_train, train_set.labels, X_val, val_set.labels, Cs=Cs, seed=seed)
     _copy_probe_into_head(probe, model.get_classifier())
     model.eval()
@@ -221,6 +267,7 @@ def run_strategy(
     scratch_width: int = 32,
     max_steps: int | None = None,
     device: torch.device | str | None = None,
+    prefix_cache: dict | None = None,
 ) -> StrategyResult:
     """Build and train a model with one reuse ``strategy`` of `STRATEGIES`; return a `StrategyResult`.
 
@@ -232,7 +279,9 @@ def run_strategy(
     the frozen depths of every train and val image is kept on the device (22 MB for 1,800
     images at 112 px with ``top_k_stages=2``, 0.7 GB with 8); ``cache_prefix=False`` recomputes
     it every step instead (same result up to float rounding, slower). ``max_steps`` caps each
-    `fit` (quick runs).
+    `fit` (quick runs). ``prefix_cache``: a dict (start with ``{}``) shared between calls that
+    keeps the frozen depths' output per image, so later runs on overlapping images (other
+    label budgets, seeds or strategies, the same val split) skip it; `run_grid` passes one.
 
     Usage: ``result = run_strategy("full_finetune", train_set, val_set, lr=3e-4, num_epochs=5, seed=0)``
     """
@@ -242,6 +291,8 @@ def run_strategy(
                    progress=progress, lp_epochs=lp_epochs, Cs=Cs, cache_prefix=cache_prefix,
                    scratch_width=scratch_width, max_steps=max_steps)
     _check_arguments(strategy, train_set, val_set, lr, num_epochs, options, func)
+    _check(prefix_cache is None or isinstance(prefix_cache, dict), "prefix_cache", func,
+           "None or a dict shared between calls (start with {})", prefix_cache, TypeError)
     config = {"strategy": strategy, "lr": lr, "num_epochs": num_epochs, **options,
               "augment": None if augment is None else repr(augment)}
     start = time.perf_counter()
@@ -258,10 +309,10 @@ def run_strategy(
         frozen = {"linear_probe": NUM_DEPTHS, "head_only": NUM_DEPTHS, "lp_ft": NUM_DEPTHS,
                   "partial_finetune": NUM_DEPTHS - top_k_stages, "full_finetune": 0}[strategy]
         adapt.freeze(model, frozen)
-        common = dict(augment=augment, cache_prefix=cache_prefix, **fit_options)
+        common = dict(augment=augment, cache_prefix=cache_prefix, memo=prefix_cache, **fit_options)
         if strategy == "linear_probe":
             probe = _linear_probe(model, train_set, val_set, Cs=Cs, seed=seed, batch_size=batch_size,
-                                  device=device)
+                                  device=device, memo=prefix_cache)
         elif strategy == "head_only":
             histories["fit"] = _fit_frozen(model, frozen, train_set, val_set, num_epochs=num_epochs, lr=lr,
                                            **common)
@@ -309,9 +360,22 @@ def tune_lr(strategy: str, train_set: ImageSet, val_set: ImageSet, lr_grid, *, n
     return best_lr, scores
 
 
+def _num_frozen(result: StrategyResult) -> int:
+    """How many bottom depths of ``result.model`` still hold the weights they were loaded with (0: none known)."""
+    config = result.config
+    if config.get("augment") is not None or not config.get("cache_prefix", False):
+        return 0  # the frozen prefix was not cached, so no memo holds its output
+    return {"linear_probe": NUM_DEPTHS, "head_only": NUM_DEPTHS,
+            "partial_finetune": NUM_DEPTHS - config.get("top_k_stages", NUM_DEPTHS)}.get(result.strategy, 0)
+
+
 def evaluate_strategy(result: StrategyResult, test_set: ImageSet, *, batch_size: int = 256,
-                      device: torch.device | str | None = None) -> dict:
+                      device: torch.device | str | None = None, prefix_cache: dict | None = None) -> dict:
     """Return ``{"accuracy": float, "per_class": {class name: accuracy}}`` of a result on ``test_set``.
+
+    ``prefix_cache`` (the dict given to `run_strategy`) lets a result with frozen depths
+    (``linear_probe``, ``head_only``, ``partial_finetune``) read their output for the test
+    images from the cache and run only the trained top: the same predictions up to float rounding.
 
     Usage: ``evaluate_strategy(result, test_set)["per_class"]["dent"]``
     """
@@ -319,10 +383,110 @@ def evaluate_strategy(result: StrategyResult, test_set: ImageSet, *, batch_size:
     _check(isinstance(result, StrategyResult), "result", func, "a StrategyResult from run_strategy", result,
            TypeError)
     _check_image_set(test_set, "test_set", func)
-    predictions = train.predict(result.model, test_set, batch_size=batch_size, device=device)  # (N,)
+    _check(prefix_cache is None or isinstance(prefix_cache, dict), "prefix_cache", func,
+           "None or the dict passed to run_strategy", prefix_cache, TypeError)
+    num_frozen = _num_frozen(result) if prefix_cache is not None else 0
+    if num_frozen:
+        model_input = _prefix_input(result.model, num_frozen, [test_set], batch_size,
+                                    repro.get_device(device), prefix_cache)
+        suffix = _Suffix(result.model, num_frozen).eval()
+        with torch.inference_mode():
+            predictions = torch.cat([suffix(model_input(test_set, rows)).argmax(dim=1).cpu()
+                                     for rows in torch.arange(len(test_set)).split(batch_size)])  # (N,)
+    else:
+        predictions = train.predict(result.model, test_set, batch_size=batch_size, device=device)  # (N,)
     correct = predictions == test_set.labels  # (N,)
     per_class = {}
     for index, name in enumerate(test_set.classes):
         mask = test_set.labels == index  # (N,)
         per_class[name] = float(correct[mask].float().mean()) if mask.any() else float("nan")
     return {"accuracy": float(correct.float().mean()), "per_class": per_class}
+
+
+# ----------------------------------------------------------------------------- grids of runs
+GRID_COLUMNS = ("label", "strategy", "n_per_class", "seed", "val_accuracy", "test_accuracy",
+                "trainable_parameters", "seconds")
+
+
+def _for_budget(value, n_per_class: int, label: str, name: str):
+    """A config value, or its entry for ``n_per_class`` when given per budget as a dict."""
+    if not isinstance(value, Mapping):
+        return value
+    if n_per_class not in value:
+        raise ValueError(f"The config {label!r} of run_grid gives {name!r} per budget but has no entry for "
+                         f"{n_per_class} labels per class. Got keys {sorted(value)}; add one for every budget.")
+    return value[n_per_class]
+
+
+def run_grid(configs: Mapping[str, Mapping], train_pool: ImageSet, val_set: ImageSet, test_set: ImageSet, *,
+             budgets: Sequence[int], seeds: Sequence[int], device: torch.device | str | None = None) -> list[dict]:
+    """Run every configuration for every label budget and seed; return one row (a dict) per run.
+
+    ``configs`` maps a label (``"partial (top 1)"``) to keyword arguments of `run_strategy`,
+    ``strategy`` included; a value given as a dict keyed by budget (``{"num_epochs": {5: 8, 100: 2}}``)
+    is looked up per budget, and ``"validate": False`` trains without ``val_set`` (no epoch
+    selection: cheaper for full fine-tuning). The training set of (budget ``n``, seed ``s``) is
+    ``data.sample_per_class(train_pool, n, seed=s)``, the same images for every configuration,
+    and ``s`` is also the run's seed. One prefix cache is shared by all runs, so the frozen
+    depths see each image once. Row keys: `GRID_COLUMNS` (``seconds`` is volatile wall time: plot
+    it, never print it in a checked notebook). Summarise with `summarize_grid`.
+
+    Usage: ``rows = run_grid({"probe": {"strategy": "linear_probe"}}, pool, val, test, budgets=[5, 20], seeds=[0, 1, 2])``
+    """
+    func = "run_grid"
+    _check(isinstance(configs, Mapping) and len(configs) > 0 and all(
+        isinstance(label, str) and isinstance(config, Mapping) and config.get("strategy") in STRATEGIES
+        for label, config in configs.items()), "configs", func,
+        f"a non-empty dict of label -> run_strategy keyword arguments with a 'strategy' in {STRATEGIES}", configs,
+        TypeError)
+    for name, dataset in (("train_pool", train_pool), ("val_set", val_set), ("test_set", test_set)):
+        _check_image_set(dataset, name, func)
+    budgets, seeds = list(budgets), list(seeds)
+    smallest = min(train_pool.class_counts().values())
+    _check(bool(budgets) and all(_is_int(n, 1) and n <= smallest for n in budgets), "budgets", func,
+           f"a non-empty sequence of ints in [1, {smallest}] (labels per class in train_pool)", budgets)
+    _check(bool(seeds) and all(_is_int(seed, 0) for seed in seeds), "seeds", func,
+           "a non-empty sequence of ints >= 0", seeds)
+    memo, rows = {}, []
+    for n_per_class in budgets:
+        for seed in seeds:
+            train_set = data.sample_per_class(train_pool, n_per_class, seed=seed)
+            for label, config in configs.items():
+                options = {name: _for_budget(value, n_per_class, label, name) for name, value in config.items()}
+                strategy, validate = options.pop("strategy"), options.pop("validate", True)
+                options.setdefault("lr", None)
+                options.setdefault("num_epochs", None)
+                result = run_strategy(strategy, train_set, val_set if validate else None, seed=seed,
+                                      device=device, prefix_cache=memo, **options)
+                accuracy = evaluate_strategy(result, test_set, device=device, prefix_cache=memo)["accuracy"]
+                rows.append({"label": label, "strategy": strategy, "n_per_class": n_per_class, "seed": seed,
+                             "val_accuracy": result.val_accuracy, "test_accuracy": accuracy,
+                             "trainable_parameters": result.trainable_parameters, "seconds": result.seconds})
+    return rows
+
+
+def summarize_grid(rows: Sequence[Mapping]) -> list[dict]:
+    """Mean and sd over seeds of each (label, budget) of `run_grid` rows, in first-seen order.
+
+    Returns dicts with ``label``, ``strategy``, ``n_per_class``, ``mean``, ``sd`` (population sd
+    of the test accuracies), ``runs`` (the accuracies), ``trainable_parameters`` and ``seconds``
+    (mean wall time, volatile).
+
+    Usage: ``for row in summarize_grid(rows): print(row["label"], row["n_per_class"], f"{row['mean']:.3f}")``
+    """
+    _check(isinstance(rows, Sequence) and len(rows) > 0 and all(
+        isinstance(row, Mapping) and set(GRID_COLUMNS) <= set(row) for row in rows), "rows", "summarize_grid",
+        f"a non-empty list of run_grid rows (dicts with keys {GRID_COLUMNS})", rows, TypeError)
+    groups: dict[tuple, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault((row["label"], row["n_per_class"]), []).append(row)
+    summary = []
+    for (label, n_per_class), members in groups.items():
+        accuracies = [float(row["test_accuracy"]) for row in members]
+        mean = sum(accuracies) / len(accuracies)
+        sd = math.sqrt(sum((value - mean) ** 2 for value in accuracies) / len(accuracies))
+        summary.append({"label": label, "strategy": members[0]["strategy"], "n_per_class": n_per_class,
+                        "mean": mean, "sd": sd, "runs": accuracies,
+                        "trainable_parameters": members[0]["trainable_parameters"],
+                        "seconds": sum(row["seconds"] for row in members) / len(members)})
+    return summary

@@ -131,6 +131,7 @@ def train_one_epoch(
     max_steps: int | None = None,
     progress_bar: tqdm | None = None,
     model_input: Callable | None = None,
+    keep_frozen_batchnorm: bool = True,
 ) -> dict[str, float]:
     """Train ``model`` (already on ``device``) for one pass over ``train_set``.
 
@@ -140,7 +141,9 @@ def train_one_epoch(
     ``max_steps`` ends the epoch early; ``model_input(train_set, indices)``, if given, returns
     the model's input batch instead of the preprocessed images. Raises `NonFiniteLossError` as
     soon as a loss is NaN or infinite. Returns ``{"loss", "accuracy", "num_steps", "seconds"}``
-    (averages over the images seen).
+    (averages over the images seen). ``keep_frozen_batchnorm=False`` calls plain
+    ``model.train()`` instead, so frozen BatchNorm layers update their running statistics: a
+    common bug, kept only to reproduce it (chapter 5).
 
     Usage: ``train_one_epoch(model, train_set, optimizer, batch_size=32, device="cpu",
     generator=torch.Generator().manual_seed(0))``
@@ -148,8 +151,13 @@ def train_one_epoch(
     func = "train_one_epoch"
     _check_image_set(train_set, "train_set", func, min_classes=2)
     _check(_is_int(batch_size, 1), "batch_size", func, "an int >= 1", batch_size)
+    _check(isinstance(keep_frozen_batchnorm, bool), "keep_frozen_batchnorm", func, "a bool",
+           keep_frozen_batchnorm, TypeError)
     device, batch_size = repro.get_device(device), int(batch_size)
-    adapt.train_mode(model)
+    if keep_frozen_batchnorm:
+        adapt.train_mode(model)
+    else:  # the bug of chapter 5: every BatchNorm, frozen or not, updates its running statistics
+        model.train()
     start = time.perf_counter()
     total_loss, total_correct, total_seen, num_steps = 0.0, 0, 0, 0
     for indices in _batches(len(train_set), batch_size, generator):
@@ -362,6 +370,7 @@ def fit(
     max_steps: int | None = None,
     param_groups: list[dict] | None = None,
     model_input: Callable | None = None,
+    keep_frozen_batchnorm: bool = True,
 ) -> History:
     """Train ``model`` on ``train_set`` and keep the epoch with the best validation accuracy.
 
@@ -379,6 +388,8 @@ def fit(
     - ``max_steps`` caps the optimizer steps (quick runs); ``progress=False`` prints nothing.
     - ``model_input(dataset, indices)`` returns each batch's model input for training and
       validation instead of the preprocessed images (no ``augment`` then).
+    - ``keep_frozen_batchnorm=False`` trains with plain ``model.train()``: the BatchNorm layers of
+      frozen depths then drift to the training batches' statistics (the bug of chapter 5).
 
     Usage: ``history = fit(model, train_set, val_set, num_epochs=10, lr=1e-3, seed=0)``
     """
@@ -399,6 +410,8 @@ def fit(
            "None or a callable transform (e.g. torchvision.transforms.v2)", augment, TypeError)
     _check(model_input is None or callable(model_input), "model_input", func,
            "None or a callable (dataset, indices) -> inputs", model_input, TypeError)
+    _check(isinstance(keep_frozen_batchnorm, bool), "keep_frozen_batchnorm", func, "a bool",
+           keep_frozen_batchnorm, TypeError)
     if model_input is not None and augment is not None:
         raise ValueError("fit cannot apply 'augment' when 'model_input' supplies the inputs "
                          "(augmentation acts on images). Pass one of them, not both.")
@@ -436,7 +449,7 @@ def fit(
                 train_metrics = train_one_epoch(
                     model, train_set, optim, batch_size=batch_size, device=device, generator=generator,
                     augment=augment, scheduler=scheduler, max_steps=total_steps - history.num_steps,
-                    progress_bar=bar, model_input=model_input)
+                    progress_bar=bar, model_input=model_input, keep_frozen_batchnorm=keep_frozen_batchnorm)
             except NonFiniteLossError as error:
                 raise NonFiniteLossError(f"fit, epoch {epoch}: {error}") from None
             if val_set is None:

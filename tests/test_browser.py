@@ -4,7 +4,9 @@ Serves ``_build/html`` (``make book`` first if a quiz page is missing or stale) 
 each page that holds a quiz in Debian's chromium through Playwright (no browser download: the
 test uses /usr/bin/chromium), answers one question right and one wrong, types a numeric answer,
 compares the feedback with the question files, and saves a full-page screenshot of each page in
-``_build/screenshots/``. Skipped, with the reason, when playwright or chromium is missing.
+``_build/screenshots/``. Every other page with a quiz (each notebook that calls ``quiz.show``) is
+opened too: it must show one quiz per question, answer a click with feedback, and gets its
+screenshot. Skipped, with the reason, when playwright or chromium is missing.
 """
 
 from __future__ import annotations
@@ -43,12 +45,29 @@ PAGES = {
 }
 
 
+def _quiz_pages() -> list[str]:
+    """Every page of the book (_toc.yml) that shows a quiz: the knowledge check and each notebook
+    calling quiz.show."""
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    pages = {"book/knowledge_check"}
+    for chapter in quiz.chapters():
+        doc = quiz.load(chapter)["doc"]
+        source = next(ROOT.glob(doc + ".*"), None)
+        if source is not None and source.suffix == ".ipynb" and doc in toc and "quiz.show(" in \
+                source.read_text(encoding="utf-8"):
+            pages.add(doc)
+    return sorted(pages)
+
+
+QUIZ_PAGES = _quiz_pages()
+
+
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     """Build the book if a quiz page is missing or older than its source; serve it on 127.0.0.1."""
-    sources = [next(ROOT.glob(page + ".*")) for page in PAGES]
+    sources = [next(ROOT.glob(page + ".*")) for page in sorted(set(PAGES) | set(QUIZ_PAGES))]
     sources += sorted(quiz.quiz_directory().glob("*.json"))
-    pages = [HTML / f"{page}.html" for page in PAGES]
+    pages = [HTML / f"{page}.html" for page in sorted(set(PAGES) | set(QUIZ_PAGES))]
     if not all(page.exists() for page in pages) or max(
             path.stat().st_mtime for path in sources) > min(page.stat().st_mtime for page in pages):
         subprocess.run(["make", "book"], cwd=ROOT, check=True, timeout=900)
@@ -138,5 +157,36 @@ def test_quiz_gives_feedback_in_the_built_book(site, browser, loopback_only, pag
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{stem}.png"), full_page=True)
     # sphinx-thebe declares THEBE_JS_URL twice on every page of the book, quizzes or not
+    assert [error for error in errors if "'THEBE_JS_URL' has already been" not in error] == []
+    page.close()
+
+
+@pytest.mark.parametrize("page_path", QUIZ_PAGES)
+def test_every_quiz_page_shows_its_questions(site, browser, loopback_only, page_path):
+    """Check that each quiz page shows all its questions and exercises, and answers a click."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{site}/{page_path}.html")
+    stem = Path(page_path).name
+    shown = quiz.questions() if stem == "knowledge_check" else quiz.questions(stem)
+    choices = [q for q in shown if q["type"] == "multiple_choice"]  # many_choice adds "[1/3]"
+    if len(shown) > len([q for q in shown if q["type"] == "code"]):
+        page.wait_for_selector("div.Quiz")
+    assert page.locator("div.Quiz").count() == len([q for q in shown if q["type"] != "code"])
+    exercises = [q["id"] for q in shown if q["type"] == "code"]
+    assert page.locator("div.companion-exercise").count() == len(exercises)
+    for qid in exercises:
+        assert page.locator("div.companion-exercise", has_text=f"({qid})").count() == 1
+    if choices:  # the first choice of the first question gets its own feedback
+        question = choices[0]
+        label, expected = _choice_feedback(question["id"], "A")
+        page.locator("label.MCButton", has_text=label).first.click()
+        _, feedback = _feedback_of(page, label)
+        assert feedback.inner_text().strip() == expected
+        verdict = "correct" if question["answers"][0]["correct"] else "incorrect"
+        assert feedback.get_attribute("class").split()[-1] == verdict
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{stem}_all.png"), full_page=True)
     assert [error for error in errors if "'THEBE_JS_URL' has already been" not in error] == []
     page.close()

@@ -92,6 +92,19 @@ def test_sample_per_class_counts_and_limits():
         data.sample_per_class(dataset, 11)
 
 
+def test_sample_per_class_indices_match_sample_per_class():
+    """Check that the indices select exactly the subset sample_per_class returns, and validate alike."""
+    dataset = _toy_set(10)
+    for seed in (0, 3):
+        index = data.sample_per_class_indices(dataset, 4, seed=seed)
+        expected = data.sample_per_class(dataset, 4, seed=seed)
+        assert np.all(np.diff(index) > 0)
+        assert torch.equal(dataset.subset(index).labels, expected.labels)
+        assert torch.equal(dataset.subset(index).images, expected.images)
+    with pytest.raises(ValueError, match=r"must be an int in \[1, 10\]"):
+        data.sample_per_class_indices(dataset, 11)
+
+
 def test_imageset_validates():
     """Check that ImageSet refuses wrong dtypes, channel counts, lengths and labels."""
     images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)

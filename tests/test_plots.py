@@ -140,3 +140,69 @@ def test_accuracy_by_depth_draws_error_bars_and_lines():
         plots.accuracy_by_depth({"short": [0.1, 0.2]}, names)
     with pytest.raises(ValueError, match="non-empty dict"):
         plots.accuracy_by_depth({}, names)
+
+
+def test_sample_efficiency_curves_draws_bands_on_a_log_axis():
+    """Check that 2-D curves get a mean line and an sd band, the x-axis is log with the budgets as ticks."""
+    budgets = [5, 20, 100]
+    figure = plots.sample_efficiency_curves({"scratch": np.array([[0.2, 0.5, 0.8], [0.4, 0.7, 0.9]]),
+                                             "probe": [0.5, 0.6, 0.7]}, budgets, chance=1 / 6, title="curves")
+    axis = figure.axes[0]
+    assert axis.get_xscale() == "log" and axis.get_title() == "curves"
+    np.testing.assert_allclose(axis.get_lines()[0].get_ydata(), [0.3, 0.6, 0.85])
+    assert len(axis.collections) == 1  # one band: only "scratch" has seeds
+    band = axis.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.2) and band.max() == pytest.approx(0.9)
+    np.testing.assert_allclose(axis.get_xticks(), budgets)
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == ["scratch", "probe", "chance"]
+
+
+@pytest.mark.parametrize("curves, budgets, match", [
+    ({}, [5, 20], "non-empty dict"),
+    ({"a": [0.1, 0.2]}, [20, 5], r"at least 2 increasing numbers > 0 \(a log axis\). Got \[20.0, 5.0\]"),
+    ({"a": [0.1, 0.2]}, [0, 5], "increasing numbers > 0"),
+    ({"a": [0.1, 0.2, 0.3]}, [5, 20], r"must have shape \(2,\) or \(num_seeds, 2\)"),
+])
+def test_sample_efficiency_curves_rejects_bad_inputs(curves, budgets, match):
+    """Check that sample_efficiency_curves names what is wrong with curves and budgets."""
+    with pytest.raises(ValueError, match=match):
+        plots.sample_efficiency_curves(curves, budgets)
+
+
+def test_layer_transfer_curves_draws_both_panels_and_rejects_bad_inputs():
+    """Check the measured panel (mean +- sd per variant, baseline at n = 0), the reference panel,
+    and the messages for wrong shapes and depths."""
+    curves = {"AnB": np.array([[0.6, 0.5], [0.8, 0.7]]), "BnB": [0.7, 0.7]}
+    reference = {"baseB": {0: 0.625}, "AnB": {1: 0.62, 2: 0.6}}
+    figure = plots.layer_transfer_curves(curves, [1, 2], [0.7, 0.8], reference=reference, title="lab",
+                                         reference_title="paper")
+    measured, paper = figure.axes
+    assert measured.get_title() == "lab" and paper.get_title() == "paper"
+    labels = [t.get_text() for t in measured.get_legend().get_texts()]
+    assert labels == ["baseB (trained on B)", "AnB", "BnB"]
+    np.testing.assert_allclose(measured.containers[1].lines[0].get_ydata(), [0.7, 0.6])  # AnB mean
+    np.testing.assert_allclose(np.asarray(measured.containers[0].lines[0].get_ydata(), float), [0.75])
+    np.testing.assert_allclose(paper.get_lines()[-1].get_ydata(), [0.62, 0.6])
+    assert len(plots.layer_transfer_curves(curves, [1, 2], 0.75).axes) == 1
+    with pytest.raises(ValueError, match=r"must have shape \(2,\) or \(num_seeds, 2\)"):
+        plots.layer_transfer_curves({"AnB": [0.1, 0.2, 0.3]}, [1, 2], 0.5)
+    with pytest.raises(ValueError, match="increasing ints >= 1"):
+        plots.layer_transfer_curves(curves, [2, 1], 0.5)
+    with pytest.raises(TypeError, match="'reference' parameter"):
+        plots.layer_transfer_curves(curves, [1, 2], 0.5, reference=[0.6])
+
+
+def test_cost_accuracy_draws_two_log_panels_and_rejects_bad_rows():
+    """Check that cost_accuracy draws one point per strategy and budget on two log axes, and validates rows."""
+    summary = [{"label": label, "n_per_class": n, "mean": 0.5, "sd": 0.1, "trainable_parameters": params,
+                "seconds": seconds} for label, params, seconds in (("probe", 7686, 0.2), ("full", 3_400_000, 9.0))
+               for n in (5, 20)]
+    figure = plots.cost_accuracy(summary, title="cost")
+    assert isinstance(figure, Figure) and len(figure.axes) == 2
+    assert all(axis.get_xscale() == "log" for axis in figure.axes)
+    assert sum(len(collection.get_offsets()) for collection in figure.axes[0].collections
+               if collection.get_offsets().shape[-1] == 2 and collection.__class__.__name__ == "PathCollection") == 4
+    with pytest.raises(ValueError, match="non-empty list of dicts"):
+        plots.cost_accuracy([])
+    with pytest.raises(ValueError, match="must be > 0"):
+        plots.cost_accuracy([{**summary[0], "seconds": 0.0}])

@@ -350,7 +350,8 @@ def test_knowledge_check_page_is_up_to_date():
 
 
 # ----------------------------------------------------------------------------- checkers
-@pytest.mark.parametrize("qid", ["ch01-freeze-up-to", "ch01-param-groups"])
+@pytest.mark.parametrize("qid", ["ch01-freeze-up-to", "ch01-param-groups", "ch02-probe-accuracy",
+                                 "ch02-extract-features"])
 def test_checker_accepts_the_reference_solution_and_refuses_the_starter(qid):
     """Check that each code exercise's checker passes its solution and fails its starter code."""
     question = _by_id(qid)
@@ -458,12 +459,116 @@ def test_check_param_groups_says_what_is_wrong(mistake):
     assert re.search(message, repr(result)), repr(result)
 
 
-@pytest.mark.parametrize("checker", [quiz.check_freeze_up_to, quiz.check_param_groups])
+@pytest.mark.parametrize("checker", sorted(quiz.CHECKERS.values(), key=lambda c: c.__name__))
 def test_checkers_reject_what_is_not_a_function(checker):
     """Check that a checker given no function raises a TypeError that says so."""
     with pytest.raises(TypeError, match=r"'function' parameter of check_\w+ must be a function. "
                                         r"Got str instead"):
         checker("freeze_up_to")
+
+
+PROBE = ("from sklearn.linear_model import LogisticRegression\n"
+         "from sklearn.pipeline import make_pipeline\n"
+         "from sklearn.preprocessing import StandardScaler\n\n"
+         "def linear_probe_accuracy(X_train, y_train, X_test, y_test):\n"
+         "    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))\n")
+PROBE_MISTAKES = {
+    "a percentage": (
+        "    return 100 * probe.fit(X_train, y_train).score(X_test, y_test)\n",
+        r"returned 95, a percentage: return a fraction in \[0, 1\]; expected about 0.950"),
+    "the error rate": (
+        "    return 1 - probe.fit(X_train, y_train).score(X_test, y_test)\n",
+        r"returned 0.050, which looks like the error rate"),
+    "fitted on the test rows": (
+        "    return probe.fit(X_test, y_test).score(X_test, y_test)\n",
+        r"with y_train shuffled the accuracy should fall to about 0.200, but it is 0.983: the "
+        r"probe must learn from X_train and y_train only"),
+    "fitted on train and test rows": (
+        "    import numpy as np\n"
+        "    probe.fit(np.concatenate([X_train, X_test]), np.concatenate([y_train, y_test]))\n"
+        "    return probe.score(X_test, y_test)\n",
+        r"with y_train shuffled the accuracy should fall to about 0.200, but it is 0.933"),
+    "scored on the training rows": (
+        "    return probe.fit(X_train, y_train).score(X_train, y_train)\n",
+        r"with y_test shuffled .* score the probe on X_test and y_test, not on the rows it was"),
+    "one value per row": (
+        "    return probe.fit(X_train, y_train).predict(X_test) == y_test.numpy()\n",
+        r"returned an array of shape \(60,\): return one number"),
+    "scales in place": (
+        "    X_train -= X_train.mean(0)\n"
+        "    return probe.fit(X_train, y_train).score(X_test, y_test)\n",
+        r"changed X_train in place: leave the caller's arrays alone"),
+    "labels as numpy only": (
+        "    return probe.fit(X_train, y_train.numpy()).score(X_test, y_test.astype(int))\n",
+        r"raised AttributeError: 'Tensor' object has no attribute 'astype'"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(PROBE_MISTAKES))
+def test_check_probe_accuracy_says_what_is_wrong(mistake):
+    """Check that check_probe_accuracy names a percentage, a test-fitted probe, an array..."""
+    body, message = PROBE_MISTAKES[mistake]
+    result = quiz.check_probe_accuracy(_function(PROBE + body, "linear_probe_accuracy"))
+    assert not result.passed
+    assert re.search(message, repr(result)), repr(result)
+
+
+def test_check_probe_accuracy_accepts_a_probe_without_scaling():
+    """Check that an unscaled logistic regression, a reasonable variant, passes too."""
+    source = ("from sklearn.linear_model import LogisticRegression\n\n"
+              "def linear_probe_accuracy(X_train, y_train, X_test, y_test):\n"
+              "    return LogisticRegression(max_iter=5000).fit(X_train, y_train)"
+              ".score(X_test, y_test)\n")
+    assert quiz.check_probe_accuracy(_function(source, "linear_probe_accuracy")).passed
+
+
+EXTRACT = "import torch\n\ndef extract_pooled_features(model, x):\n"
+EXTRACT_MISTAKES = {
+    "train mode": (
+        "    with torch.no_grad():\n"
+        "        return model.forward_features(x).mean(dim=(2, 3))\n",
+        r"after extract_pooled_features\(model, x\) with the model in train mode, 98 BatchNorm "
+        r"running statistics changed \(e.g. 'bn1.running_mean'\): .* Call model.eval\(\)"),
+    "eval mode for good": (
+        "    model.eval()\n"
+        "    with torch.no_grad():\n"
+        "        return model.forward_features(x).mean(dim=(2, 3))\n",
+        r"with the model in train mode, the model is in eval mode: put it back as it was"),
+    "always back to train mode": (
+        "    model.eval()\n"
+        "    with torch.no_grad():\n"
+        "        features = model.forward_features(x).mean(dim=(2, 3))\n"
+        "    model.train()\n"
+        "    return features\n",
+        r"with the model in eval mode, the model is in train mode: put it back"),
+    "records gradients": (
+        "    was_training = model.eval().training\n"
+        "    return model.forward_features(x).mean(dim=(2, 3))\n",
+        r"returned a tensor that records gradients: compute it under torch.no_grad\(\)"),
+    "feature maps": (
+        "    with torch.no_grad():\n"
+        "        return model.eval().forward_features(x)\n",
+        r"returned shape \(4, 1280, 2, 2\), the feature maps: average them over height"),
+    "logits": (
+        "    with torch.no_grad():\n"
+        "        return model.eval()(x)\n",
+        r"returned shape \(4, 6\); expected \(4, 1280\)"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(EXTRACT_MISTAKES))
+def test_check_extract_features_says_what_is_wrong(mistake):
+    """Check that check_extract_features names BatchNorm drift, the mode, gradients, shapes."""
+    body, message = EXTRACT_MISTAKES[mistake]
+    result = quiz.check_extract_features(_function(EXTRACT + body, "extract_pooled_features"))
+    assert not result.passed
+    assert re.search(message, repr(result)), repr(result)
+
+
+def test_every_checker_has_a_code_question():
+    """Check that each checker of quiz.CHECKERS is used by a code exercise, and there are >= 4."""
+    used = {question["checker"] for question in quiz.questions() if question["type"] == "code"}
+    assert used == set(quiz.CHECKERS) and len(used) >= 4
 
 
 # ----------------------------------------------------------------------------- grading

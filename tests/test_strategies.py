@@ -242,3 +242,57 @@ def test_evaluate_strategy_rejects_bad_arguments(train_set, val_set):
     result = run("scratch", train_set, val_set, max_steps=1)
     with pytest.raises(ValueError, match="The 'test_set' parameter of evaluate_strategy must not be empty"):
         strategies.evaluate_strategy(result, val_set.subset([]))
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "head_only", "partial_finetune"])
+def test_prefix_cache_gives_the_same_predictions(strategy, train_set, val_set):
+    """Check that a shared prefix_cache reproduces the uncached run and its evaluation on frozen depths."""
+    cache = {}
+    plain = run(strategy, train_set, val_set)
+    cached = run(strategy, train_set, val_set, prefix_cache=cache)
+    assert cache, "the cache was not filled"
+    for name, tensor in plain.model.state_dict().items():
+        torch.testing.assert_close(cached.model.state_dict()[name], tensor, atol=1e-5, rtol=1e-4)
+    expected = strategies.evaluate_strategy(plain, val_set)
+    assert strategies.evaluate_strategy(cached, val_set, prefix_cache=cache) == expected
+
+
+def test_run_grid_runs_every_config_budget_and_seed_and_summarizes(monkeypatch):
+    """Check that run_grid gives one row per run with per-budget options, and summarize_grid averages them."""
+    pool, val, test = make_set(4, seed=0), make_set(2, seed=1), make_set(2, seed=2)
+    calls = []
+    original = strategies.run_strategy
+
+    def spy(strategy, train_set, val_set, **options):
+        calls.append((strategy, len(train_set), val_set is None, options.get("num_epochs")))
+        return original(strategy, train_set, val_set, **options)
+
+    monkeypatch.setattr(strategies, "run_strategy", spy)
+    configs = {"probe": {"strategy": "linear_probe", "pretrained": False},
+               "full": {"strategy": "full_finetune", "lr": 1e-2, "num_epochs": {1: 1, 2: 2}, "pretrained": False,
+                        "validate": False, "batch_size": 6}}
+    rows = strategies.run_grid(configs, pool, val, test, budgets=[1, 2], seeds=[0, 1], device="cpu")
+    assert len(rows) == 8 and set(rows[0]) == set(strategies.GRID_COLUMNS)
+    assert ("full_finetune", 6, True, 2) in calls and ("linear_probe", 3, False, None) in calls
+    summary = strategies.summarize_grid(rows)
+    assert [(row["label"], row["n_per_class"]) for row in summary] == [("probe", 1), ("full", 1), ("probe", 2),
+                                                                       ("full", 2)]
+    first = [row["test_accuracy"] for row in rows if row["label"] == "probe" and row["n_per_class"] == 1]
+    assert summary[0]["runs"] == first and summary[0]["mean"] == pytest.approx(np.mean(first))
+    assert summary[0]["sd"] == pytest.approx(np.std(first))
+
+
+def test_run_grid_and_summarize_grid_reject_bad_arguments(train_set, val_set):
+    """Check that run_grid and summarize_grid name the bad argument and what is allowed."""
+    with pytest.raises(TypeError, match="'configs' parameter of run_grid"):
+        strategies.run_grid({"x": {"strategy": "magic"}}, train_set, val_set, val_set, budgets=[1], seeds=[0])
+    with pytest.raises(ValueError, match="'budgets' parameter of run_grid"):
+        strategies.run_grid({"p": {"strategy": "linear_probe"}}, train_set, val_set, val_set, budgets=[99],
+                            seeds=[0])
+    with pytest.raises(ValueError, match="no entry for 1 labels per class"):
+        strategies.run_grid({"h": {"strategy": "head_only", "lr": 1e-2, "num_epochs": {5: 1}}}, train_set, val_set,
+                            val_set, budgets=[1], seeds=[0])
+    with pytest.raises(TypeError, match="summarize_grid"):
+        strategies.summarize_grid([{"label": "x"}])
+    with pytest.raises(TypeError, match="prefix_cache"):
+        run("head_only", train_set, val_set, prefix_cache=[])

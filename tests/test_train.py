@@ -163,6 +163,20 @@ def test_frozen_batchnorm_statistics_stay_fixed(train_set, val_set):
     assert not model.training
 
 
+def test_keep_frozen_batchnorm_false_reproduces_the_drift(train_set, val_set):
+    """Check that keep_frozen_batchnorm=False lets frozen BatchNorm statistics drift, weights fixed."""
+    model = tiny_cnn()
+    model.blocks.requires_grad_(False)
+    weights_before = {k: v.clone() for k, v in model.blocks.named_parameters()}
+    means_before = {k: v.clone() for k, v in model.blocks.named_buffers() if k.endswith("running_mean")}
+    fit_tiny(model, train_set, val_set, num_epochs=1, keep_frozen_batchnorm=False)
+    assert all(torch.equal(v, weights_before[k]) for k, v in model.blocks.named_parameters())
+    buffers = dict(model.blocks.named_buffers())
+    assert all(not torch.equal(buffers[k], v) for k, v in means_before.items())
+    with pytest.raises(TypeError, match="'keep_frozen_batchnorm' parameter of fit must be a bool"):
+        fit_tiny(tiny_cnn(), train_set, val_set, keep_frozen_batchnorm="no")
+
+
 def test_param_groups_keep_their_own_learning_rates(train_set, val_set):
     """Check that per-group learning rates from param_groups survive the schedule's scaling."""
     model = tiny_cnn()

@@ -3,19 +3,34 @@
 Runs the unit tests (``companion.repro.get_device`` picks CUDA when it is there, so the same
 tests exercise the GPU path), then executes each notebook into a temporary copy and compares the
 numbers it prints with the committed CPU outputs: per notebook, the wall time, how many printed
-numbers were compared, and the largest absolute difference. Nothing in the repository is
-modified. ``make gpu-check`` calls it.
+numbers were compared, the largest absolute difference, and how many operations warned that they
+have no deterministic CUDA implementation. Nothing in the repository is modified. The notebooks
+are found afresh on every run (``notebooks/*.ipynb``, then ``book/*.ipynb``), so a new chapter is
+checked without editing this file. The whole check should take under 8 minutes (``--budget``);
+the last line says whether it did. ``make gpu-check`` calls it.
+
+Deterministic mode: ``CUBLAS_WORKSPACE_CONFIG`` is set before CUDA starts (here, and so in every
+kernel this script launches), and a first hidden cell calls ``repro.deterministic_mode(True)``
+with ``warn_only=True``: an operation without a deterministic CUDA kernel warns (counted in the
+table) instead of stopping the notebook; ``--strict`` makes it raise instead.
+
+On a machine without internet, bring the packages it may lack as wheels: ``make wheels`` where
+there is internet, copy the repository with ``wheelhouse/``, then there
+``python3 -m venv --system-site-packages .venv`` (to see the machine's CUDA torch) and
+``PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheelhouse make gpu-check`` (see tools/wheelhouse.py).
 
 Usage::
 
     python tools/gpu_check.py                 # needs CUDA
     python tools/gpu_check.py --allow-cpu     # try the script itself on a CPU-only machine
+    python tools/gpu_check.py --skip-tests notebooks/02_reusable_features.ipynb
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -28,17 +43,30 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA start
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+(?![\w.])")
+NONDETERMINISTIC = re.compile(r"does not have a deterministic implementation")
 DETERMINISTIC_PRELUDE = "from companion import repro as _repro\n_repro.deterministic_mode(True)\n"
+WARN_ONLY = "import torch as _torch\n_torch.use_deterministic_algorithms(True, warn_only=True)\n"
+NEEDED = ("nbclient", "nbformat", "ipykernel", "jupyterquiz", "pytest", "pytest_socket", "companion")
+BUDGET_S = 480
 
 
 def printed_numbers(notebook: dict) -> list[float]:
-    """The decimal numbers in a notebook's text outputs, in order."""
+    """The decimal numbers in a notebook's text outputs, in order (stderr, i.e. warnings, left out)."""
     numbers = []
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
+            if output.get("name") == "stderr":
+                continue
             text = output.get("text") or output.get("data", {}).get("text/plain", "")
             numbers += [float(n) for n in NUMBER.findall("".join(text) if isinstance(text, list) else text)]
     return numbers
+
+
+def nondeterministic_warnings(notebook: dict) -> int:
+    """How many warnings of torch's deterministic mode the notebook's outputs hold."""
+    return sum(len(NONDETERMINISTIC.findall("".join(output.get("text", ""))))
+               for cell in notebook["cells"] for output in cell.get("outputs", [])
+               if output.get("name") == "stderr")
 
 
 def compare(committed: list[float], fresh: list[float]) -> tuple[int, float]:
@@ -48,29 +76,51 @@ def compare(committed: list[float], fresh: list[float]) -> tuple[int, float]:
     return len(fresh), max((abs(a - b) for a, b in zip(committed, fresh)), default=0.0)
 
 
-def run_notebook(path: Path, timeout: int) -> tuple[dict, float]:
+def find_notebooks(root: Path = ROOT) -> list[Path]:
+    """Every notebook of the course: the chapters, then the book's generated pages."""
+    return sorted((root / "notebooks").glob("*.ipynb")) + sorted((root / "book").glob("*.ipynb"))
+
+
+def missing_packages(names: tuple[str, ...] | None = None) -> list[str]:
+    """The modules among ``names`` (default ``NEEDED``) that this interpreter cannot import."""
+    return [name for name in (NEEDED if names is None else names) if importlib.util.find_spec(name) is None]
+
+
+def run_notebook(path: Path, timeout: int, strict: bool = False) -> tuple[dict, float]:
     """Execute a copy of the notebook with deterministic algorithms on; return it and its wall time."""
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
     fresh = copy.deepcopy(notebook)
-    fresh.cells.insert(0, nbformat.v4.new_code_cell(DETERMINISTIC_PRELUDE))
+    fresh.cells.insert(0, nbformat.v4.new_code_cell(DETERMINISTIC_PRELUDE + ("" if strict else WARN_ONLY)))
     start = time.perf_counter()
-    NotebookClient(fresh, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(fresh, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - start
     fresh.cells.pop(0)
     return json.loads(nbformat.writes(fresh)), seconds
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--allow-cpu", action="store_true", help="run even without CUDA (to test this script)")
     parser.add_argument("--skip-tests", action="store_true", help="only the notebooks")
+    parser.add_argument("--strict", action="store_true",
+                        help="operations without a deterministic CUDA kernel raise instead of warning")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--budget", type=float, default=BUDGET_S,
+                        help=f"seconds the whole check may take (default {BUDGET_S}); exit 3 beyond it")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb and book/*.ipynb")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    begin = time.perf_counter()
 
+    missing = missing_packages()
+    if missing:
+        print(f"gpu-check needs {', '.join(missing)}, which this Python cannot import. Offline, bring "
+              "them as wheels: run 'make wheels' on a machine with internet, copy wheelhouse/ here, then "
+              "pip install --no-index --find-links wheelhouse -e '.[test]' (see tools/wheelhouse.py)")
+        return 2
     import torch
 
     if not torch.cuda.is_available() and not args.allow_cpu:
@@ -79,26 +129,30 @@ def main() -> int:
         return 2
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"== device: {device}; torch {torch.__version__}; CUBLAS_WORKSPACE_CONFIG="
-          f"{os.environ['CUBLAS_WORKSPACE_CONFIG']}")
+          f"{os.environ['CUBLAS_WORKSPACE_CONFIG']}; deterministic: "
+          f"{'strict' if args.strict else 'warn_only'}")
     status = 0
     if not args.skip_tests:
         start = time.perf_counter()
         status = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests"),
                                   "--deselect", "tests/test_browser.py"], cwd=ROOT)
         print(f"== unit tests: exit {status} in {time.perf_counter() - start:.0f} s")
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
-    print(f"{'notebook':<44}{'seconds':>9}{'numbers':>9}{'largest |difference|':>22}")
+    paths = args.notebooks or find_notebooks()
+    print(f"{'notebook':<44}{'seconds':>9}{'numbers':>9}{'largest |difference|':>22}{'warnings':>10}")
     for path in paths:
         committed = printed_numbers(json.loads(path.read_text()))
         try:
-            fresh, seconds = run_notebook(path, args.timeout)
+            fresh, seconds = run_notebook(path, args.timeout, args.strict)
         except Exception as error:  # report and go on with the other notebooks
             print(f"{path.name:<44}{'failed':>9}  {type(error).__name__}: {str(error).splitlines()[0][:80]}")
             status = status or 1
             continue
         count, difference = compare(committed, printed_numbers(fresh))
-        print(f"{path.name:<44}{seconds:>9.1f}{count:>9}{difference:>22.4g}")
-    return status
+        print(f"{path.name:<44}{seconds:>9.1f}{count:>9}{difference:>22.4g}{nondeterministic_warnings(fresh):>10}")
+    total = time.perf_counter() - begin
+    verdict = "within" if total <= args.budget else "OVER"
+    print(f"== total: {total:.0f} s, {verdict} the budget of {args.budget:.0f} s")
+    return status or (3 if total > args.budget else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""Determinism on CPU: the same seed gives the same bits; 1 or 2 threads give the same accuracies.
+
+A small but representative pipeline (render photos, split them, pretrained features, a linear
+probe, a short partial fine-tune) runs twice in this process and must give bit-identical features,
+probe weights, fine-tuned weights and accuracies. Then it runs in two fresh interpreters, one with
+1 thread and one with 2 (the 1-thread fixture of conftest.py would pin this process), which must
+print the same accuracies to 3 decimals, as nbval compares notebooks that were executed with
+another thread count. The dataset cache key's dependence on the renderer version is checked in
+tests/test_data.py (test_cache_key_depends_on_camera_and_version).
+
+Run the pipeline alone: ``python tests/test_determinism.py --threads 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from companion import backbones, data, features, repro, strategies
+
+
+def pipeline() -> dict:
+    """Features, probe and a 3-step partial fine-tune on 48 rendered photos; every number kept."""
+    repro.seed_everything(0)
+    pool = data.make_dataset(8, image_size=64, seed=0, cache=False)  # 48 photos, 6 classes
+    parts = data.stratified_split(pool, (0.5, 0.25, 0.25), seed=0)
+    train_set, val_set, test_set = parts["train"], parts["val"], parts["test"]
+    model = backbones.load_backbone(pretrained=True)
+    X = {name: features.extract_features(model, part, device="cpu", cache=False)
+         for name, part in parts.items()}  # (N, 1280) each
+    probe = features.fit_probe(X["train"], train_set.labels, X["val"], val_set.labels, seed=0)
+    tuned = strategies.run_strategy("partial_finetune", train_set, val_set, lr=1e-3, num_epochs=1,
+                                    seed=0, top_k_stages=1, batch_size=8, max_steps=3, device="cpu")
+    return {
+        "features": X,
+        "probe_weights": probe.pipeline.named_steps["classifier"].coef_,
+        "probe_test_accuracy": features.probe_accuracy(probe, X["test"], test_set.labels),
+        "probe_C": probe.C,
+        "tuned_weights": {k: v.clone() for k, v in tuned.model.state_dict().items()},
+        "tuned_train_loss": tuned.history.train_loss[-1],
+        "tuned_val_accuracy": tuned.val_accuracy,
+        "tuned_test_accuracy": strategies.evaluate_strategy(tuned, test_set, device="cpu")["accuracy"],
+    }
+
+
+def summary(result: dict) -> str:
+    """The lines a notebook would print: accuracies and the loss to 3 decimals."""
+    return "\n".join([f"probe: C={result['probe_C']:g}, test accuracy {result['probe_test_accuracy']:.3f}",
+                      f"partial fine-tune: train loss {result['tuned_train_loss']:.3f}, "
+                      f"val accuracy {result['tuned_val_accuracy']:.3f}, "
+                      f"test accuracy {result['tuned_test_accuracy']:.3f}"])
+
+
+def test_the_same_seed_gives_bit_identical_numbers():
+    """Check that two runs in one process agree bit for bit, features to fine-tuned weights."""
+    first, second = pipeline(), pipeline()
+    for name in first["features"]:
+        assert np.array_equal(first["features"][name], second["features"][name]), name
+    assert np.array_equal(first["probe_weights"], second["probe_weights"])
+    for key, tensor in first["tuned_weights"].items():
+        assert torch.equal(tensor, second["tuned_weights"][key]), key
+    for key in ("probe_test_accuracy", "probe_C", "tuned_train_loss", "tuned_val_accuracy",
+                "tuned_test_accuracy"):
+        assert first[key] == second[key], key
+
+
+def _printed(threads: int, tmp_path: Path) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               COMPANION_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("PYTHONSTARTUP", None)
+    done = subprocess.run([sys.executable, __file__, "--threads", str(threads)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == f"threads {threads}"
+    return "\n".join(lines[1:])
+
+
+def test_one_and_two_threads_print_the_same_accuracies(tmp_path):
+    """Check that 1 and 2 threads print the same accuracies and loss to 3 decimals."""
+    one, two = _printed(1, tmp_path), _printed(2, tmp_path)
+    assert one == two
+    assert one.startswith("probe: C=") and "partial fine-tune: train loss" in one
+
+
+if __name__ == "__main__":
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "offline_kernel.py"))  # offline here too
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, required=True)
+    torch.set_num_threads(parser.parse_args().threads)
+    print(f"threads {torch.get_num_threads()}")
+    print(summary(pipeline()))

