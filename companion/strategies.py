@@ -126,7 +126,8 @@ def _memo_activations(prefix: nn.Module, num_frozen: int, dataset: ImageSet, bat
                 x = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
             for row, activation in zip(rows.tolist(), x):
                 store[digests[row]] = activation.clone()
-    return torch.stack([store[digest] for digest in digests]).clone()  # (N, C, h, w), usable by autograd
+    # .to(device): the memo may hold activations computed on another device by an earlier run
+    return torch.stack([store[digest] for digest in digests]).to(device).clone()  # (N, C, h, w), for autograd
 
 
 def _prefix_input(model: nn.Module, num_frozen: int, datasets: list[ImageSet], batch_size: int,
@@ -387,11 +388,11 @@ def evaluate_strategy(result: StrategyResult, test_set: ImageSet, *, batch_size:
            "None or the dict passed to run_strategy", prefix_cache, TypeError)
     num_frozen = _num_frozen(result) if prefix_cache is not None else 0
     if num_frozen:
-        model_input = _prefix_input(result.model, num_frozen, [test_set], batch_size,
-                                    repro.get_device(device), prefix_cache)
+        device = repro.get_device(device)
+        model_input = _prefix_input(result.model, num_frozen, [test_set], batch_size, device, prefix_cache)
         suffix = _Suffix(result.model, num_frozen).eval()
         with torch.inference_mode():
-            predictions = torch.cat([suffix(model_input(test_set, rows)).argmax(dim=1).cpu()
+            predictions = torch.cat([suffix(model_input(test_set, rows).to(device)).argmax(dim=1).cpu()
                                      for rows in torch.arange(len(test_set)).split(batch_size)])  # (N,)
     else:
         predictions = train.predict(result.model, test_set, batch_size=batch_size, device=device)  # (N,)

@@ -166,7 +166,7 @@ def train_one_epoch(
         images = train_set.images[indices]  # (B, 3, H, W) uint8
         targets = train_set.labels[indices].to(device)  # (B,)
         if model_input is not None:
-            inputs = model_input(train_set, indices)  # (B, ...) on the device
+            inputs = model_input(train_set, indices).to(device)  # (B, ...): a cache may live elsewhere
         elif augment is None:
             inputs = _to_input(images, device)  # (B, 3, H, W) float32
         else:  # the transform draws from torch's global RNG: give it a seed from ``generator``
@@ -212,7 +212,7 @@ def _logits_in_batches(model: nn.Module, dataset: ImageSet, batch_size: int, dev
     with torch.inference_mode():
         for step, indices in enumerate(_batches(len(dataset), batch_size, None)):
             inputs = (_to_input(dataset.images[indices], device) if model_input is None
-                      else model_input(dataset, indices))  # (B, 3, H, W) or cached (B, ...)
+                      else model_input(dataset, indices).to(device))  # (B, 3, H, W) or cached (B, ...)
             logits = model(inputs)  # (B, num_classes)
             if step == 0:
                 _check_outputs(logits, dataset, func)

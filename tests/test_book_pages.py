@@ -30,30 +30,13 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 import yaml
+from book_site import toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 SOURCE_SUFFIXES = (".md", ".ipynb")
 EXTERNAL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|//)")  # http:, mailto:, data:, //host
 IMAGE_FILE = re.compile(r"\.(?:png|jpe?g|gif|svg|webp)$", re.IGNORECASE)
-
-
-def toc_files(toc: dict) -> list[str]:
-    """Every ``file`` (and the ``root``) of a jupyter-book ``_toc.yml``, in reading order."""
-    found = [toc["root"]] if "root" in toc else []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                found.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return found
 
 
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())

@@ -11,22 +11,18 @@ screenshot. Skipped, with the reason, when playwright or chromium is missing.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_socket
+from book_site import CHROMIUM, browser, loopback_only, serve  # noqa: F401 (fixtures)
 
 from companion import quiz
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: pip install playwright (the test "
@@ -71,34 +67,8 @@ def site() -> Iterator[str]:
     if not all(page.exists() for page in pages) or max(
             path.stat().st_mtime for path in sources) > min(page.stat().st_mtime for page in pages):
         subprocess.run(["make", "book"], cwd=ROOT, check=True, timeout=900)
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # keep the test output readable
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """A headless chromium driven by Playwright."""
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def loopback_only() -> None:
-    """Allow sockets to 127.0.0.1 only, for the server thread (the conftest blocks them all)."""
-    pytest_socket.enable_socket()
-    pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
+    with serve(HTML) as url:
+        yield url
 
 
 def _question(qid: str) -> dict:

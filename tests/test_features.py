@@ -1,5 +1,6 @@
 """Tests for companion.features: pooled features per depth, memory and disk caches, linear probes."""
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -92,6 +93,24 @@ def test_extraction_restores_train_mode(dataset):
     scratch = train.make_scratch_cnn(3, width=4, seed=0).train()
     X = features.extract_features(scratch, dataset, device="cpu")
     assert X.shape == (6, 16) and scratch.training
+
+
+def test_extraction_leaves_the_model_layout_as_it_was(model, dataset):
+    """A cache miss and a cache hit leave the caller's model in the same state (the lab-5 bug).
+
+    extract_features runs in channels_last; it once left the model converted on a miss only,
+    so a later train-mode pass gave other floats (0.379 vs 0.375) on a cold cache than a warm one.
+    """
+    features.clear_feature_cache()
+    before = {name: (p.device, p.stride()) for name, p in model.named_parameters()}
+    for _ in range(2):  # a miss, then a hit from memory
+        features.extract_features(model, dataset, depth=1, device="cpu")
+        after = {name: (p.device, p.stride()) for name, p in model.named_parameters()}
+        assert after == before
+    channels_last = backbones.to_channels_last(copy.deepcopy(model))
+    strides = {name: p.stride() for name, p in channels_last.named_parameters()}
+    features.extract_features(channels_last, dataset, depth=1, device="cpu", cache=False)
+    assert {name: p.stride() for name, p in channels_last.named_parameters()} == strides
 
 
 def test_extract_features_rejects_bad_arguments(model, dataset):

@@ -131,7 +131,7 @@ def test_recommend_strategy_bad_depth():
 # ----------------------------------------------------------------------------- save and load
 def test_save_and_load_round_trip(checkpoint, model, photos):
     """Check that a reloaded model has the same weights, label map and predictions as the saved one."""
-    loaded, metadata = recipe.load_classifier(checkpoint)
+    loaded, metadata = recipe.load_classifier(checkpoint, device="cpu")  # the fixture's model is on the CPU
     assert metadata["classes"] == data.CLASSES
     assert (metadata["backbone"], metadata["image_size"]) == ("efficientnet_lite0", SIZE)
     assert metadata["mean"] == metadata["std"] == (0.5, 0.5, 0.5)

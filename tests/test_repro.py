@@ -15,6 +15,38 @@ def _draw() -> tuple:
     return random.random(), float(np.random.rand()), float(torch.rand(1))
 
 
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """seed_everything sets torch's CPU threads; put back conftest.py's single thread after each test."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_seed_everything_fixes_the_cpu_threads(monkeypatch):
+    """Check that seeding pins torch to CPU_THREADS threads on the CPU, and that None or a GPU leaves them."""
+    monkeypatch.setattr(repro, "get_device", lambda prefer=None: torch.device("cpu"))  # as on a CPU-only machine
+    torch.set_num_threads(1)
+    repro.seed_everything(0)
+    assert repro.CPU_THREADS == 2 and torch.get_num_threads() == 2
+    repro.seed_everything(0, cpu_threads=3)
+    assert torch.get_num_threads() == 3
+    torch.set_num_threads(1)
+    repro.seed_everything(0, cpu_threads=None)
+    assert torch.get_num_threads() == 1
+    monkeypatch.setattr(repro, "get_device", lambda prefer=None: torch.device("cuda"))
+    repro.seed_everything(0)
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5, True, "2", 1000])
+def test_seed_everything_rejects_bad_thread_counts(threads):
+    """Check that cpu_threads must be None or an int in [1, 256]."""
+    with pytest.raises(ValueError, match=r"The 'cpu_threads' parameter of seed_everything must be None or an int "
+                                         r"in \[1, 256\]. Got"):
+        repro.seed_everything(0, cpu_threads=threads)
+
+
 def test_seed_everything_makes_python_numpy_and_torch_repeat():
     """Check that seeding twice with the same seed repeats random, numpy and torch draws."""
     repro.seed_everything(123)

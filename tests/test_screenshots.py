@@ -15,21 +15,17 @@ with the reason, when playwright, chromium or the built book is missing.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_socket
 import yaml
+from book_site import CHROMIUM, browser, loopback_only, serve, toc_files  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 SCREENSHOTS = ROOT / "_build" / "screenshots" / "pages"
-CHROMIUM = Path("/usr/bin/chromium")
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 MAX_SHOT_HEIGHT = 16000  # chromium cannot paint a taller window in one piece
 
@@ -40,26 +36,7 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
 
 
-def _toc_pages() -> list[str]:
-    """Every page of _toc.yml (the root first), as paths without suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                pages.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [str(Path(page).with_suffix("")) for page in pages]
-
-
-PAGES = _toc_pages()
+PAGES = [str(Path(page).with_suffix("")) for page in toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))]
 
 # Elements that stick out of the window and are not inside a container that scrolls or clips
 # horizontally: what makes the whole page scroll sideways.
@@ -101,34 +78,8 @@ def site() -> Iterator[str]:
     missing = [page for page in PAGES if not (HTML / f"{page}.html").exists()]
     if missing:
         pytest.skip(f"the build in {HTML} predates _toc.yml (no HTML for {missing}): run `make book`")
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # keep the test output readable
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """A headless chromium driven by Playwright."""
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def loopback_only() -> None:
-    """Allow sockets to 127.0.0.1 only, for the server thread (the conftest blocks them all)."""
-    pytest_socket.enable_socket()
-    pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
+    with serve(HTML) as url:
+        yield url
 
 
 def _local_only(site: str):

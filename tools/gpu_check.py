@@ -1,10 +1,13 @@
 """Check the CUDA path: companion tests and every notebook on a GPU, in deterministic mode.
 
 Runs the unit tests (``companion.repro.get_device`` picks CUDA when it is there, so the same
-tests exercise the GPU path), then executes each notebook into a temporary copy and compares the
-numbers it prints with the committed CPU outputs: per notebook, the wall time, how many printed
-numbers were compared, the largest absolute difference, and how many operations warned that they
-have no deterministic CUDA implementation. Nothing in the repository is modified. The notebooks
+tests exercise the GPU path) while it executes each notebook into a temporary copy, several at a
+time (``--jobs``), and compares the numbers it prints with the committed CPU outputs: per
+notebook, the wall time, how many printed numbers were compared, the largest absolute difference
+among the metrics (numbers within [-1, 1] on the CPU: accuracies, fractions, correlations), the
+largest relative difference among the other numbers (distances, counts, ratios), and how many
+operations warned that they have no deterministic CUDA implementation. A notebook that fails
+shows the exception of the failing cell. Nothing in the repository is modified. The notebooks
 are found afresh on every run (``notebooks/*.ipynb``, then ``book/*.ipynb``), so a new chapter is
 checked without editing this file. The whole check should take under 8 minutes (``--budget``);
 the last line says whether it did. ``make gpu-check`` calls it.
@@ -29,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import importlib.util
 import json
@@ -36,6 +40,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,11 +74,24 @@ def nondeterministic_warnings(notebook: dict) -> int:
                if output.get("name") == "stderr")
 
 
-def compare(committed: list[float], fresh: list[float]) -> tuple[int, float]:
-    """How many numbers line up, and their largest absolute difference (inf if the counts differ)."""
+def compare(committed: list[float], fresh: list[float]) -> tuple[int, float, float]:
+    """``(count, metric, relative)``: how many numbers line up, the largest absolute difference
+    among the committed numbers within [-1, 1] (accuracies and the like), and the largest
+    relative difference among the others. Both are inf when the counts differ."""
     if len(committed) != len(fresh):
-        return min(len(committed), len(fresh)), float("inf")
-    return len(fresh), max((abs(a - b) for a, b in zip(committed, fresh)), default=0.0)
+        return min(len(committed), len(fresh)), float("inf"), float("inf")
+    pairs = list(zip(committed, fresh))
+    metric = max((abs(a - b) for a, b in pairs if abs(a) <= 1), default=0.0)
+    relative = max((abs(a - b) / abs(a) for a, b in pairs if abs(a) > 1), default=0.0)
+    return len(fresh), metric, relative
+
+
+def describe_failure(error: Exception) -> str:
+    """One line for a notebook that failed: the failing cell's exception when nbclient gives it."""
+    name, value = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if name:
+        return f"{name}: {value}"[:300]
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300] if str(error).strip() else ''}"
 
 
 def find_notebooks(root: Path = ROOT) -> list[Path]:
@@ -109,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true",
                         help="operations without a deterministic CUDA kernel raise instead of warning")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="notebooks executed at once (default: 4 on CUDA, 1 on a CPU); the CPU "
+                             "threads of each kernel are divided among them")
     parser.add_argument("--budget", type=float, default=BUDGET_S,
                         help=f"seconds the whole check may take (default {BUDGET_S}); exit 3 beyond it")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb and book/*.ipynb")
@@ -132,23 +153,42 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.environ['CUBLAS_WORKSPACE_CONFIG']}; deterministic: "
           f"{'strict' if args.strict else 'warn_only'}")
     status = 0
-    if not args.skip_tests:
-        start = time.perf_counter()
-        status = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests"),
-                                  "--deselect", "tests/test_browser.py"], cwd=ROOT)
-        print(f"== unit tests: exit {status} in {time.perf_counter() - start:.0f} s")
     paths = args.notebooks or find_notebooks()
-    print(f"{'notebook':<44}{'seconds':>9}{'numbers':>9}{'largest |difference|':>22}{'warnings':>10}")
-    for path in paths:
+    jobs = max(1, args.jobs if args.jobs is not None else (4 if torch.cuda.is_available() else 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # for the kernels
+    tests, test_log = None, None
+    if not args.skip_tests:  # in the background, its output kept for the end
+        test_log = tempfile.TemporaryFile("w+", encoding="utf-8")
+        tests = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                  str(ROOT / "tests"), "--deselect", "tests/test_browser.py"],
+                                 cwd=ROOT, stdout=test_log, stderr=subprocess.STDOUT)
+    print(f"== {len(paths)} notebooks, {jobs} at a time, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(f"{'notebook':<40}{'seconds':>9}{'numbers':>9}{'max |diff| metric':>19}{'max rel diff other':>20}"
+          f"{'warnings':>10}")
+
+    def one(path: Path) -> str:
         committed = printed_numbers(json.loads(path.read_text()))
         try:
             fresh, seconds = run_notebook(path, args.timeout, args.strict)
         except Exception as error:  # report and go on with the other notebooks
-            print(f"{path.name:<44}{'failed':>9}  {type(error).__name__}: {str(error).splitlines()[0][:80]}")
-            status = status or 1
-            continue
-        count, difference = compare(committed, printed_numbers(fresh))
-        print(f"{path.name:<44}{seconds:>9.1f}{count:>9}{difference:>22.4g}{nondeterministic_warnings(fresh):>10}")
+            return f"{path.name:<40}{'failed':>9}  {describe_failure(error)}"
+        count, metric, relative = compare(committed, printed_numbers(fresh))
+        return (f"{path.name:<40}{seconds:>9.1f}{count:>9}{metric:>19.4g}{relative:>20.4g}"
+                f"{nondeterministic_warnings(fresh):>10}")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for line in pool.map(one, paths):  # in the order of the notebooks
+            print(line, flush=True)
+            status = status or (1 if line[40:49].strip() == "failed" else 0)
+    if tests is not None:
+        test_status = tests.wait()
+        test_log.seek(0)
+        lines = test_log.read().splitlines()
+        test_log.close()
+        print("\n".join(line for line in lines if line.startswith(("FAILED", "ERROR")) or " passed" in line
+                        or " failed" in line))
+        print(f"== unit tests: exit {test_status} ({len(lines)} lines of output)")
+        status = status or test_status
     total = time.perf_counter() - begin
     verdict = "within" if total <= args.budget else "OVER"
     print(f"== total: {total:.0f} s, {verdict} the budget of {args.budget:.0f} s")
