@@ -452,6 +452,14 @@ def layer_transfer_curves(curves: dict, depths: Sequence[int], baseline, referen
     return figure
 
 
+def _plain_number(value: float, _position=None) -> str:
+    """A log-axis tick as a short plain number: 10k, 1M or 0.5, not 10^4 or 5x10^-1."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 @_styled
 def cost_accuracy(summary: Sequence[dict], title: str | None = None) -> Figure:
     """Plot test accuracy against trainable parameters and against wall time, one series per strategy.
@@ -475,8 +483,8 @@ def cost_accuracy(summary: Sequence[dict], title: str | None = None) -> Figure:
     budgets = sorted({row["n_per_class"] for row in summary})
     sizes = {n: 25 + 45 * index for index, n in enumerate(budgets)}
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for axis, key, xlabel in ((axes[0], "trainable_parameters", "trainable parameters (log scale)"),
-                              (axes[1], "seconds", "wall time per run, s (log scale)")):
+    for axis, key, xlabel, subs in ((axes[0], "trainable_parameters", "trainable parameters (log scale)", (1.0,)),
+                                    (axes[1], "seconds", "wall time per run, s (log scale)", (1.0, 2.0, 5.0))):
         for index, label in enumerate(labels):
             rows = sorted((row for row in summary if row["label"] == label), key=lambda row: row["n_per_class"])
             colour = PALETTE[index % len(PALETTE)]
@@ -486,10 +494,14 @@ def cost_accuracy(summary: Sequence[dict], title: str | None = None) -> Figure:
             axis.scatter(x, [row["mean"] for row in rows], s=[sizes[row["n_per_class"]] for row in rows],
                          color=colour, label=label, zorder=3)
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain_number))
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded 3x10^-1 labels
         axis.set_xlabel(xlabel)
     axes[0].set_ylabel("test accuracy")
-    axes[1].legend(fontsize=8, loc="best", title="small to large: " + ", ".join(f"{n}" for n in budgets)
-                   + " labels/class", title_fontsize=8)
+    handles, names = axes[1].get_legend_handles_labels()
+    figure.legend(handles, names, fontsize=8, loc="outside right upper", title="small to large:\n"
+                  + ", ".join(f"{n}" for n in budgets) + " labels/class", title_fontsize=8)
     if title:
         figure.suptitle(title)
     return figure

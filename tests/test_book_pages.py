@@ -238,6 +238,7 @@ def test_notebook_times_formats_whole_seconds():
         times.format_seconds("12")
     assert times.budget_seconds(Path("notebooks/07_layer_transfer.ipynb")) == 180
     assert times.budget_seconds(Path("notebooks/02_reusable_features.ipynb")) == 120
+    assert times.budget_seconds(Path("notebooks/04_feature_extraction_vs_fine_tuning.ipynb")) == 300
 
 
 def test_notebook_times_table_reads_titles_and_budgets(tmp_path):

@@ -202,6 +202,10 @@ def test_cost_accuracy_draws_two_log_panels_and_rejects_bad_rows():
     assert all(axis.get_xscale() == "log" for axis in figure.axes)
     assert sum(len(collection.get_offsets()) for collection in figure.axes[0].collections
                if collection.get_offsets().shape[-1] == 2 and collection.__class__.__name__ == "PathCollection") == 4
+    figure.canvas.draw()
+    ticks = [label.get_text() for label in figure.axes[1].get_xticklabels() if label.get_text()]
+    assert ticks and all("10^" not in tick and "times" not in tick for tick in ticks), ticks  # plain numbers
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == ["probe", "full"]  # beside the panels
     with pytest.raises(ValueError, match="non-empty list of dicts"):
         plots.cost_accuracy([])
     with pytest.raises(ValueError, match="must be > 0"):
