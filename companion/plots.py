@@ -301,6 +301,15 @@ def learning_curves(history, title: str | None = None) -> Figure:
     return figure
 
 
+def _curve_values(values, label: str, length: int, per: str, caller: str) -> np.ndarray:
+    """One curve of a ``curves`` dict as floats of shape ``(length,)`` or ``(num_seeds, length)``."""
+    values = _to_numpy(values, "curves", caller).astype(float)
+    if values.shape[-1] != length or values.ndim not in (1, 2):
+        raise ValueError(f"{caller}: the values of {label!r} must have shape ({length},) or "
+                         f"(num_seeds, {length}), one per {per}. Got {values.shape}.")
+    return values
+
+
 @_styled
 def accuracy_by_depth(curves: dict, depth_names: Sequence[str], chance: float | None = None,
                       title: str | None = None) -> Figure:
@@ -316,10 +325,7 @@ def accuracy_by_depth(curves: dict, depth_names: Sequence[str], chance: float | 
     depth_names = list(depth_names)
     figure, axis = plt.subplots(figsize=(7, 3.8))
     for label, values in curves.items():
-        values = _to_numpy(values, "curves", "accuracy_by_depth").astype(float)
-        if values.shape[-1] != len(depth_names) or values.ndim not in (1, 2):
-            raise ValueError(f"accuracy_by_depth: the values of {label!r} must have shape ({len(depth_names)},) "
-                             f"or (num_seeds, {len(depth_names)}), one per depth. Got {values.shape}.")
+        values = _curve_values(values, label, len(depth_names), "depth", "accuracy_by_depth")
         if values.ndim == 2:
             axis.errorbar(range(len(depth_names)), values.mean(axis=0), yerr=values.std(axis=0), marker="o",
                           capsize=3, label=label)
@@ -356,10 +362,7 @@ def sample_efficiency_curves(curves: dict, budgets: Sequence[float], chance: flo
                          f"numbers > 0 (a log axis). Got {budgets.tolist()} instead.")
     figure, axis = plt.subplots(figsize=(7, 4))
     for label, values in curves.items():
-        values = _to_numpy(values, "curves", "sample_efficiency_curves").astype(float)
-        if values.shape[-1] != len(budgets) or values.ndim not in (1, 2):
-            raise ValueError(f"sample_efficiency_curves: the values of {label!r} must have shape ({len(budgets)},) "
-                             f"or (num_seeds, {len(budgets)}), one per budget. Got {values.shape}.")
+        values = _curve_values(values, label, len(budgets), "budget", "sample_efficiency_curves")
         mean = values.mean(axis=0) if values.ndim == 2 else values
         line, = axis.plot(budgets, mean, marker="o", label=label)
         if values.ndim == 2:
@@ -423,10 +426,7 @@ def layer_transfer_curves(curves: dict, depths: Sequence[int], baseline, referen
 
     draw_baseline(axes[0], baseline.mean(), baseline.std())
     for label, values in curves.items():
-        values = _to_numpy(values, "curves", caller).astype(float)
-        if values.shape[-1] != len(depths) or values.ndim not in (1, 2):
-            raise ValueError(f"{caller}: the values of {label!r} must have shape ({len(depths)},) or "
-                             f"(num_seeds, {len(depths)}), one per n. Got {values.shape}.")
+        values = _curve_values(values, label, len(depths), "n", caller)
         colour, marker, style = _LAYER_TRANSFER_STYLE.get(label, (None, "o", "-"))
         spread = values.std(axis=0) if values.ndim == 2 else None
         mean = values.mean(axis=0) if values.ndim == 2 else values

@@ -392,7 +392,7 @@ def evaluate_strategy(result: StrategyResult, test_set: ImageSet, *, batch_size:
         model_input = _prefix_input(result.model, num_frozen, [test_set], batch_size, device, prefix_cache)
         suffix = _Suffix(result.model, num_frozen).eval()
         with torch.inference_mode():
-            predictions = torch.cat([suffix(model_input(test_set, rows).to(device)).argmax(dim=1).cpu()
+            predictions = torch.cat([suffix(model_input(test_set, rows)).argmax(dim=1).cpu()
                                      for rows in torch.arange(len(test_set)).split(batch_size)])  # (N,)
     else:
         predictions = train.predict(result.model, test_set, batch_size=batch_size, device=device)  # (N,)
