@@ -176,11 +176,14 @@ def _global_pool(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)  # (B, C)
 
 
+def _named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of ``model`` by name."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
 def _tensor_layouts(model: nn.Module) -> dict:
     """Device and strides of every parameter and buffer, to put the model back as it came."""
-    tensors = dict(model.named_parameters())
-    tensors.update(model.named_buffers())
-    return {name: (tensor.device, tensor.stride()) for name, tensor in tensors.items()}
+    return {name: (tensor.device, tensor.stride()) for name, tensor in _named_tensors(model).items()}
 
 
 def _restore_layouts(model: nn.Module, layouts: dict) -> None:
@@ -189,9 +192,7 @@ def _restore_layouts(model: nn.Module, layouts: dict) -> None:
     Without this a cache miss would leave the caller's model in ``channels_last`` and a cache
     hit would not, and later float results (a train-mode pass, say) would depend on the cache.
     """
-    tensors = dict(model.named_parameters())
-    tensors.update(model.named_buffers())
-    for name, tensor in tensors.items():
+    for name, tensor in _named_tensors(model).items():
         device, stride = layouts[name]
         if tensor.device != device or tensor.stride() != stride:
             restored = torch.empty_strided(tensor.shape, stride, dtype=tensor.dtype, device=device)
@@ -253,8 +254,9 @@ def extract_features(model: nn.Module, dataset: ImageSet, *, depth: int | None =
 
     ``depth=None`` gives the final features (``model.forward_features`` then pooling: 1280 for
     Lite0); ``depth=k`` runs only depths ``0..k`` of `companion.backbones.stages(model)` and pools
-    the output of depth ``k``. The model runs in eval mode under ``torch.inference_mode``; the model comes back as it went in (train/eval
-    mode, device and memory layout of every tensor), whether or not the cache answered. With ``cache=True`` a repeated call with the same
+    the output of depth ``k``. The model runs in eval mode under ``torch.inference_mode`` and
+    comes back as it went in (train/eval mode, device and memory layout of every tensor),
+    whether or not the cache answered. With ``cache=True`` a repeated call with the same
     backbone weights, images and depth returns a copy of the memoised array, or reads the
     ``.npz`` file stored under ``cache_dir`` (default ``default_cache_dir() / "features"``),
     without running the model; an unreadable file is recomputed and replaced.

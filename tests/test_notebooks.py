@@ -62,31 +62,3 @@ def test_exactly_one_seed_everything(path):
     calls = sum(_source(c).count("seed_everything(") for c in _cells(path) if c["cell_type"] == "code")
     assert calls == (0 if path.parent.name == "book" else 1)
 
-
-def test_gpu_check_compares_printed_numbers():
-    """Check that tools/gpu_check.py pairs printed numbers in order and flags a changed count."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
-    notebook = {"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "stream", "text": ["accuracy 0.691 +- 0.016\n", "delta -0.363\n"]},
-        {"output_type": "execute_result", "data": {"text/plain": "0.5"}}]}]}
-    assert gpu_check.printed_numbers(notebook) == [0.691, 0.016, -0.363, 0.5]
-    assert gpu_check.compare([0.691, 0.5], [0.690, 0.5]) == (2, pytest.approx(0.001), 0.0)
-    assert gpu_check.compare([0.691, 582.6], [0.691, 588.426]) == (2, 0.0, pytest.approx(0.01))
-    assert gpu_check.compare([0.691], [0.691, 0.2]) == (1, float("inf"), float("inf"))
-
-
-def test_gpu_check_names_the_failing_cells_exception():
-    """Check that a failed notebook is reported with the cell's exception, not nbclient's banner."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
-    error = RuntimeError("An error occurred while executing the following cell:\n...")
-    error.ename, error.evalue = "RuntimeError", "Expected all tensors to be on the same device"
-    assert gpu_check.describe_failure(error) == "RuntimeError: Expected all tensors to be on the same device"
-    assert gpu_check.describe_failure(ValueError("first\nlast line")) == "ValueError: last line"

@@ -58,6 +58,25 @@ def test_gpu_check_leaves_warnings_out_of_the_numbers_and_counts_them():
     assert gpu_check.nondeterministic_warnings(notebook) == 2
 
 
+def test_gpu_check_compares_printed_numbers():
+    """Check that tools/gpu_check.py pairs printed numbers in order and flags a changed count."""
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "text": ["accuracy 0.691 +- 0.016\n", "delta -0.363\n"]},
+        {"output_type": "execute_result", "data": {"text/plain": "0.5"}}]}]}
+    assert gpu_check.printed_numbers(notebook) == [0.691, 0.016, -0.363, 0.5]
+    assert gpu_check.compare([0.691, 0.5], [0.690, 0.5]) == (2, pytest.approx(0.001), 0.0)
+    assert gpu_check.compare([0.691, 582.6], [0.691, 588.426]) == (2, 0.0, pytest.approx(0.01))
+    assert gpu_check.compare([0.691], [0.691, 0.2]) == (1, float("inf"), float("inf"))
+
+
+def test_gpu_check_names_the_failing_cells_exception():
+    """Check that a failed notebook is reported with the cell's exception, not nbclient's banner."""
+    error = RuntimeError("An error occurred while executing the following cell:\n...")
+    error.ename, error.evalue = "RuntimeError", "Expected all tensors to be on the same device"
+    assert gpu_check.describe_failure(error) == "RuntimeError: Expected all tensors to be on the same device"
+    assert gpu_check.describe_failure(ValueError("first\nlast line")) == "ValueError: last line"
+
+
 def test_gpu_check_prelude_turns_deterministic_mode_on(monkeypatch):
     """Check the hidden first cell: deterministic mode, warn-only unless --strict."""
     import torch

@@ -91,7 +91,8 @@ def describe_failure(error: Exception) -> str:
     name, value = getattr(error, "ename", None), getattr(error, "evalue", None)
     if name:
         return f"{name}: {value}"[:300]
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300] if str(error).strip() else ''}"
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[-1][:300] if text else ''}"
 
 
 def find_notebooks(root: Path = ROOT) -> list[Path]:
@@ -166,20 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'notebook':<40}{'seconds':>9}{'numbers':>9}{'max |diff| metric':>19}{'max rel diff other':>20}"
           f"{'warnings':>10}")
 
-    def one(path: Path) -> str:
+    def one(path: Path) -> tuple[str, bool]:
+        """The notebook's row of the table, and whether it failed."""
         committed = printed_numbers(json.loads(path.read_text()))
         try:
             fresh, seconds = run_notebook(path, args.timeout, args.strict)
         except Exception as error:  # report and go on with the other notebooks
-            return f"{path.name:<40}{'failed':>9}  {describe_failure(error)}"
+            return f"{path.name:<40}{'failed':>9}  {describe_failure(error)}", True
         count, metric, relative = compare(committed, printed_numbers(fresh))
         return (f"{path.name:<40}{seconds:>9.1f}{count:>9}{metric:>19.4g}{relative:>20.4g}"
-                f"{nondeterministic_warnings(fresh):>10}")
+                f"{nondeterministic_warnings(fresh):>10}", False)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for line in pool.map(one, paths):  # in the order of the notebooks
+        for line, failed in pool.map(one, paths):  # in the order of the notebooks
             print(line, flush=True)
-            status = status or (1 if line[40:49].strip() == "failed" else 0)
+            status = status or int(failed)
     if tests is not None:
         test_status = tests.wait()
         test_log.seek(0)
