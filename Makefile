@@ -12,7 +12,7 @@ NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb)) book/knowledge_check.ipynb
 BENCHMARKS ?= $(sort $(wildcard benchmarks/bench_*.py))
 
 .DEFAULT_GOAL := help
-.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench gpu-check wheels list-notebooks clean clean-all
+.PHONY: help install book book-strict test test-unit test-notebooks lab execute bench gpu-check wheels list-notebooks set-repository sync-repository clean clean-all
 
 help:
 	@echo "make book         build the HTML book from the committed notebook outputs (_build/html)"
@@ -25,6 +25,11 @@ help:
 	@echo "make book-strict  build the book from scratch with warnings as errors (as CI does)"
 	@echo "make wheels       download into wheelhouse/ the wheels an offline GPU machine needs for gpu-check"
 	@echo "make install      only create .venv and install the package with all its extras"
+	@echo "make set-repository URL=https://github.com/ORG/NAME [BRANCH=main]"
+	@echo "                  name your copy of the course in _config.yml, then point every notebook's"
+	@echo "                  Colab badge and install cell at it (see \"Teach your own copy\" in README.md)"
+	@echo "make sync-repository"
+	@echo "                  after a version bump: rewrite the badges and install cells from _config.yml"
 	@echo "make clean        remove _build and test caches; make clean-all also removes .venv"
 
 $(BIN)/python:
@@ -50,8 +55,9 @@ book-strict: $(STAMP)
 
 test: test-unit test-notebooks
 
+# The unit tests, then every usage example in the companion's docstrings as a doctest.
 test-unit: $(STAMP)
-	$(BIN)/pytest tests/ --cov=companion --cov-report=term
+	$(BIN)/pytest tests/ companion/ --doctest-modules --cov=companion --cov-report=term
 
 # First a check that each notebook was fully executed and carries no timing metadata (nbval skips
 # cells that were never run). Then nbval re-executes each notebook in a fresh kernel of this
@@ -101,6 +107,19 @@ gpu-check: $(STAMP)
 #   python3 -m venv --system-site-packages .venv && PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheelhouse make gpu-check
 wheels: $(STAMP)
 	$(BIN)/python tools/wheelhouse.py --dest wheelhouse
+
+# The repository and branch live in _config.yml alone; tools/set_repository.py derives each
+# notebook's Colab badge and install cell from them (and from companion.__version__). It needs
+# only python3, not .venv. `python3 tools/set_repository.py --check` lists what is out of date.
+set-repository:
+ifeq ($(strip $(URL)),)
+	@echo "Usage: make set-repository URL=https://github.com/ORG/NAME [BRANCH=main]"; exit 1
+else
+	$(PYTHON) tools/set_repository.py --url '$(URL)' $(if $(strip $(BRANCH)),--branch '$(BRANCH)')
+endif
+
+sync-repository:
+	$(PYTHON) tools/set_repository.py --sync
 
 clean:
 	rm -rf _build .pytest_cache .coverage htmlcov

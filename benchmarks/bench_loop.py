@@ -2,22 +2,24 @@
 
 Both loops train copies of the same initial model on the same images with AdamW at a
 constant learning rate, the same batch size and the same number of optimizer steps, without
-validation: each step draws a batch from a seeded permutation, normalises it with
-`backbones.preprocess` (``channels_last``), runs forward, cross-entropy, backward and the
-optimizer step, and reads the loss. ``fit`` adds its validation of the arguments, the
-warmup schedule, the non-finite-loss check, running accuracy, `adapt.train_mode`, the random
-state fork and the History. Models: the scratch CNN and EfficientNet-Lite0 (full
-fine-tuning). The two loops alternate (ABBA order) so load from other processes hits both
-alike; the overhead is the median over repeats of ``fit time / bare time - 1``, on the
-process's CPU time (``time.process_time``: with ``--threads 1`` it counts the work done, not
-the time other processes held the cores, which on a shared machine swings wall time by
-20-40 %) and on wall time. Prints a table and a JSON line and writes
-``benchmarks/results/bench_loop.md``.
+validation: each step draws a batch from a seeded permutation, normalises it with the model's
+own spec (`backbones.preprocess(images, spec)`, moved in ``channels_last`` layout), runs
+forward, cross-entropy, backward and the optimizer step, and reads the loss. ``fit`` adds its
+validation of the arguments, the warmup schedule, the non-finite-loss check, running accuracy,
+`adapt.train_mode`, the random state fork and the History. Models: the scratch CNN
+(`companion.scratch.make_scratch_cnn`) and EfficientNet-Lite0 (full fine-tuning). The two
+loops alternate (ABBA order) so load from other processes hits both alike; the overhead is the
+median over repeats of ``fit time / bare time - 1``, on the process's CPU time
+(``time.process_time``: with ``--threads 1`` it counts the work done, not the time other
+processes held the cores, which on a shared machine swings wall time by 20-40 %) and on wall
+time. Prints a table and a JSON line and writes ``benchmarks/results/bench_loop.md`` (not with
+``--dry-run``).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_loop.py                       # 112 px, batch 32
+    .venv/bin/python benchmarks/bench_loop.py                       # 64 px (IMAGE_SIZE), batch 32
     .venv/bin/python benchmarks/bench_loop.py --threads 1 --repeats 4
+    .venv/bin/python benchmarks/bench_loop.py --scratch-steps 1 --lite0-steps 1 --repeats 1 --dry-run
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from companion import backbones, data, train
+from companion import backbones, data, scratch, train
 from companion.repro import get_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_atomically  # noqa: E402
+from _common import default_image_size, output_arguments, save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_loop.md"
 
@@ -48,6 +50,7 @@ def bare_loop(model: nn.Module, train_set: data.ImageSet, *, lr: float, batch_si
     """The plain loop every tutorial writes, with the same data handling as fit."""
     model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    spec = backbones.spec_of(model)  # the model's own normalisation
     generator = torch.Generator().manual_seed(0)
     model.train()
     step = 0
@@ -55,7 +58,7 @@ def bare_loop(model: nn.Module, train_set: data.ImageSet, *, lr: float, batch_si
         for indices in torch.randperm(len(train_set), generator=generator).split(batch_size):
             if step == num_steps:
                 break
-            inputs = backbones.preprocess(train_set.images[indices])  # (B, 3, H, W) float32
+            inputs = backbones.preprocess(train_set.images[indices], spec)  # (B, 3, H, W) float32
             inputs = inputs.to(device, memory_format=torch.channels_last)
             targets = train_set.labels[indices].to(device)  # (B,)
             loss = nn.functional.cross_entropy(model(inputs), targets)
@@ -99,12 +102,13 @@ def measure(initial: nn.Module, train_set, repeats: int, **options) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--image-size", type=int, default=default_image_size())
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--scratch-steps", type=int, default=30)
     parser.add_argument("--lite0-steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    output_arguments(parser)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -113,7 +117,7 @@ def main() -> None:
     train_set = data.make_dataset(32, image_size=args.image_size, seed=0)  # 192 images: 6 full batches of 32
     train_set = train_set.subset(range(len(train_set) // args.batch_size * args.batch_size))
     models = {
-        "scratch CNN": (train.make_scratch_cnn(6, seed=0), args.scratch_steps, 3e-3),
+        "scratch CNN": (scratch.make_scratch_cnn(6, seed=0), args.scratch_steps, 3e-3),
         "Lite0 (full fine-tuning)": (backbones.load_backbone(num_classes=6, seed=0), args.lite0_steps, 1e-3),
     }
     results = {}
@@ -142,9 +146,9 @@ def main() -> None:
             for clock in ("cpu", "wall")}} for name, r in results.items()},
     })
     print(f"{header}\n{table}\n{summary}\n{record}")
-    write_atomically(RESULTS, f"# bench_loop\n\n{header}\n\n{table}\n\n{summary}\n\n"
-                              f"Command: `.venv/bin/python benchmarks/bench_loop.py {' '.join(sys.argv[1:])}`\n\n"
-                              f"```json\n{record}\n```\n")
+    save_result(args, RESULTS, f"# bench_loop\n\n{header}\n\n{table}\n\n{summary}\n\n"
+                               f"Command: `.venv/bin/python benchmarks/bench_loop.py {' '.join(sys.argv[1:])}`\n\n"
+                               f"```json\n{record}\n```\n")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Benchmark: how many warehouse photos per second the renderer makes, per camera preset.
 
-Renders ``--num-images`` photos (all six classes) per preset at ``--image-size`` px after one
-warm-up call, best of ``--repeats``; prints a table and one JSON line. Loading a cached dataset
-(``data.make_dataset`` after the first call) is timed too, since that is what notebooks pay.
+Renders ``--num-images`` photos (all six classes) per preset of `companion.cameras.CAMERA_PRESETS`
+with `companion.render.render_parcels` at ``--image-size`` px after one warm-up call, best of
+``--repeats``; prints a table and one JSON line and writes ``benchmarks/results/bench_render.md``
+(not with ``--dry-run``). Loading a cached dataset (``data.make_dataset`` after the first call,
+from a temporary cache folder) is timed too, since that is what notebooks pay.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_render.py                  # 112 px, 1,024 images, best of 3
+    .venv/bin/python benchmarks/bench_render.py                  # 64 px (IMAGE_SIZE), 1,024 images, best of 3
     .venv/bin/python benchmarks/bench_render.py --threads 1
+    .venv/bin/python benchmarks/bench_render.py --num-images 6 --repeats 1 --dry-run
 """
 
 from __future__ import annotations
@@ -24,25 +27,29 @@ import numpy as np
 import torch
 
 from companion import data, render
+from companion.cameras import CAMERA_PRESETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_atomically  # noqa: E402
+from _common import default_image_size, output_arguments, save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_render.md"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--image-size", type=int, default=default_image_size())
     parser.add_argument("--num-images", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    output_arguments(parser)
     args = parser.parse_args()
+    if args.num_images < len(render.CLASSES):
+        parser.error(f"--num-images must be at least {len(render.CLASSES)}, one per class")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     labels = np.arange(args.num_images) % len(render.CLASSES)
     results = {}
-    for camera in render.CAMERA_PRESETS:
+    for camera in CAMERA_PRESETS:
         render.render_parcels(labels[:64], camera, seed=0, image_size=args.image_size)  # warm-up
         best = float("inf")
         for repeat in range(args.repeats):
@@ -67,7 +74,8 @@ def main() -> None:
                                    **{k: round(v, 1) for k, v in results.items()}}), "```",
     ]
     print("\n".join(lines))
-    write_atomically(RESULTS, "# bench_render\n\n" + "\n".join(lines) + "\n")
+    save_result(args, RESULTS, "# bench_render\n\n" + "\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()

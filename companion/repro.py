@@ -6,23 +6,28 @@ CPU); every other module takes a ``device`` argument and resolves it through thi
 
 Usage (top of every notebook)::
 
-    from companion import repro
-    repro.seed_everything(0)
-    device = repro.get_device()
-    print(repro.environment_report())
+    >>> from companion import repro
+    >>> repro.seed_everything(0)
+    >>> repro.get_device().type in ("cpu", "cuda", "mps")
+    True
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
+from collections.abc import Iterator
 from importlib import metadata
 
 import numpy as np
 import torch
 
-__all__ = ["CPU_THREADS", "seed_everything", "deterministic_mode", "get_device", "environment_report"]
+from companion.validation import check_bool, check_int, invalid
+
+__all__ = ["CPU_THREADS", "seed_everything", "deterministic_mode", "get_device", "model_left_as_it_was",
+           "environment_report"]
 
 DEVICE_NAMES = ("cpu", "cuda", "mps")
 CPU_THREADS = 2  # torch threads of every committed notebook run (CI's and Colab's free CPU have 2 cores)
@@ -49,19 +54,9 @@ def seed_everything(seed: int, *, cpu_threads: int | None = CPU_THREADS) -> None
         choice (one per physical core): faster on a big machine, last digits may differ. Not
         applied when `get_device` picks a GPU, whose numbers differ from the CPU's anyway.
 
-    Usage: ``seed_everything(0)``
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(
-            f"The 'seed' parameter of seed_everything must be an int in [0, 2**32 - 1]. "
-            f"Got {seed!r} instead."
-        )
-    if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, (int, np.integer))
-                                    or not 1 <= cpu_threads <= 256):
-        raise ValueError(
-            f"The 'cpu_threads' parameter of seed_everything must be None or an int in [1, 256]. "
-            f"Got {cpu_threads!r} instead."
-        )
+    seed = check_int(seed, "seed", "seed_everything", low=0, high=2**32 - 1)
+    cpu_threads = check_int(cpu_threads, "cpu_threads", "seed_everything", low=1, high=256, optional=True)
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
@@ -82,12 +77,8 @@ def deterministic_mode(enabled: bool = True) -> None:
     can slow training down. When disabled, the flags return to torch's defaults (the
     environment variable is left as it is).
 
-    Usage: ``deterministic_mode(True)``
     """
-    if not isinstance(enabled, bool):
-        raise TypeError(
-            f"The 'enabled' parameter of deterministic_mode must be a bool. Got {enabled!r} instead."
-        )
+    check_bool(enabled, "enabled", "deterministic_mode")
     if enabled:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = _CUBLAS_WORKSPACE_CONFIG
     torch.use_deterministic_algorithms(enabled, warn_only=False)
@@ -110,7 +101,8 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
         ``None`` picks the best available one. Every ``device`` argument of the package goes
         through this function.
 
-    Usage: ``device = get_device()`` or ``get_device("cpu")``
+    >>> get_device("cpu")
+    device(type='cpu')
     """
     if prefer is None:
         if torch.cuda.is_available():
@@ -126,7 +118,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
         except RuntimeError:
             pass
     if device is None or device.type not in DEVICE_NAMES:
-        raise ValueError(f"The 'prefer' parameter of get_device must be {allowed}. Got {prefer!r} instead.")
+        raise invalid(prefer, "prefer", "get_device", allowed)
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
     if not available[device.type]:
         raise ValueError(
@@ -135,6 +127,40 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
             f"or get_device('cpu')."
         )
     return device
+
+
+def _named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+@contextlib.contextmanager
+def model_left_as_it_was(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Inside the block, move and switch ``model`` freely; afterwards it is back as it came.
+
+    Restores train/eval mode and the device and strides (memory layout) of every tensor. A
+    function that runs a caller's model in eval mode and ``channels_last`` (feature extraction,
+    the frozen-prefix cache) uses it, so whether its cache answered can never change later
+    float results on that model.
+
+    Usage::
+
+        >>> model = torch.nn.Conv2d(3, 4, 3).train()
+        >>> with model_left_as_it_was(model):
+        ...     _ = model.eval().to(memory_format=torch.channels_last)
+        >>> model.training, model.weight.is_contiguous()
+        (True, True)
+    """
+    was_training = model.training
+    layouts = {name: (tensor.device, tensor.stride()) for name, tensor in _named_tensors(model).items()}
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        for name, tensor in _named_tensors(model).items():
+            device, stride = layouts[name]
+            if tensor.device != device or tensor.stride() != stride:
+                restored = torch.empty_strided(tensor.shape, stride, dtype=tensor.dtype, device=device)
+                tensor.data = restored.copy_(tensor.data)
 
 
 def _version(package: str) -> str:
@@ -150,7 +176,8 @@ def environment_report() -> str:
     It holds nothing volatile (no timestamps, no memory use), so a notebook can print it and
     still pass nbval on the same machine.
 
-    Usage: ``print(environment_report())``
+    >>> environment_report().splitlines()[0].split()[0]
+    'python'
     """
     from companion import __version__ as companion_version
 

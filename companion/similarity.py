@@ -11,34 +11,51 @@ features from ``companion.features``), in four ways:
   sets (their means and covariances; 0 for identical sets).
 - ``linear_cka``: how alike two representations of the *same* examples are (Kornblith et al.,
   2019; 1 = the same up to rotation and scale).
-- ``logme``: how well the features explain the target labels with a Bayesian linear model
-  (You et al., ICML 2021; higher = more transferable).
+- ``with_source_statistics``: a copy of a fine-tuned model that normalises with the source's
+  BatchNorm statistics again, to tell what fine-tuning changed in the weights from what it
+  re-estimated in the statistics.
+- ``source_distance``: how far a target's activations sit from the source's own statistics,
+  read from the backbone's BatchNorm layers, whose running means and variances were estimated
+  on ImageNet: a measured distance *from the source*, although no ImageNet photo is at hand.
 
-Every function accepts NumPy arrays (CPU tensors work too, through ``np.asarray``), computes in
-float64, validates its inputs where they enter, and takes an explicit ``seed`` where it samples.
-None of them touches a backbone: extract the features once, then compare them here.
+The feature functions accept NumPy arrays (CPU tensors work too, through ``np.asarray``),
+compute in float64, validate their inputs where they enter, and take an explicit ``seed`` where
+they sample; they never touch a backbone. LogME, which scores features against labels, is in
+`companion.transferability`.
+
+Usage::
+
+    >>> import numpy as np
+    >>> from companion import similarity
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> round(similarity.linear_cka(X, 2 * X), 6)
+    1.0
+
+Taught in ``notebooks/03_source_target_similarity.ipynb``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
-from scipy import optimize
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = [
-    "domain_classifier_accuracy", "proxy_a_distance", "feature_statistics_distance",
-    "linear_cka", "logme",
-]
+from companion import backbones, repro
+from companion.data import ImageSet
+from companion.validation import InvalidParameterError, check_float, check_image_set, check_instance, check_int
+from companion.validation import check_seed
 
-# LogME search over log(alpha / beta): grid step, and how far beyond the spectrum it reaches.
-_LOGME_GRID_STEP = 0.25
-_LOGME_MARGIN = 30.0
+__all__ = ["domain_classifier_accuracy", "proxy_a_distance", "feature_statistics_distance", "linear_cka",
+           "SourceDistance", "source_distance", "with_source_statistics"]
 
 
 # --------------------------------------------------------------------------- validation
@@ -48,31 +65,31 @@ def _check_features(
     """Return ``features`` as a finite float64 array of shape (N, D), or raise."""
     array = np.asarray(features)
     if array.dtype.kind not in "iuf":
-        raise TypeError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {function} must be a real-valued numeric array of shape "
             f"(n_samples, n_features). Got an array of dtype {array.dtype} instead."
         )
     if array.ndim != 2:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {function} must be a 2-D array of shape "
             f"(n_samples, n_features). Got an array of shape {array.shape} instead. Pool or "
             f"flatten each example's features first, e.g. features.reshape(len(features), -1)."
         )
     num_samples, num_features = array.shape
     if num_samples < min_samples:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {function} must have at least {min_samples} samples "
             f"(rows). Got {num_samples} instead."
         )
     if num_features < 1:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {function} must have at least 1 feature (column). "
             f"Got 0 instead."
         )
     array = array.astype(np.float64, copy=False)
     num_bad = int(np.count_nonzero(~np.isfinite(array)))
     if num_bad:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of {function} must contain only finite values. Got "
             f"{num_bad} NaN or infinite entries instead; drop or impute them first."
         )
@@ -83,66 +100,10 @@ def _check_same_num_features(
     a: np.ndarray, b: np.ndarray, names: tuple[str, str], function: str
 ) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{names[0]}' and '{names[1]}' parameters of {function} must have the same "
             f"number of features (columns). Got {a.shape[1]} and {b.shape[1]} instead."
         )
-
-
-def _check_labels(labels: ArrayLike, function: str, num_samples: int) -> np.ndarray:
-    """Return ``labels`` as a 1-D array with one label per sample and >= 2 classes, or raise."""
-    array = np.asarray(labels)
-    if array.dtype.kind not in "biuUS":
-        raise TypeError(
-            f"The 'labels' parameter of {function} must be an array of integer or string class "
-            f"labels. Got an array of dtype {array.dtype} instead."
-        )
-    if array.ndim != 1:
-        raise ValueError(
-            f"The 'labels' parameter of {function} must be a 1-D array of shape (n_samples,). "
-            f"Got an array of shape {array.shape} instead."
-        )
-    if len(array) != num_samples:
-        raise ValueError(
-            f"The 'labels' parameter of {function} must have one label per row of 'features' "
-            f"({num_samples}). Got {len(array)} labels instead."
-        )
-    classes = np.unique(array)
-    if len(classes) < 2:
-        raise ValueError(
-            f"The 'labels' parameter of {function} must contain at least 2 classes. Got 1 "
-            f"class ({classes[0].item()!r}) instead."
-        )
-    return array
-
-
-def _check_float(value: object, name: str, function: str, low: float, high: float) -> float:
-    """Return ``value`` as a float in the open interval (low, high), or raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"The '{name}' parameter of {function} must be a float in ({low}, {high}). "
-            f"Got {value!r} of type {type(value).__name__} instead."
-        )
-    if not low < value < high:
-        raise ValueError(
-            f"The '{name}' parameter of {function} must be a float in ({low}, {high}). "
-            f"Got {value!r} instead."
-        )
-    return float(value)
-
-
-def _check_seed(seed: object, function: str) -> int:
-    """Return ``seed`` as a non-negative int, or raise."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"The 'seed' parameter of {function} must be a non-negative int. "
-            f"Got {seed!r} of type {type(seed).__name__} instead."
-        )
-    if seed < 0:
-        raise ValueError(
-            f"The 'seed' parameter of {function} must be a non-negative int. Got {seed!r} instead."
-        )
-    return int(seed)
 
 
 # --------------------------------------------------------------------------- domain classifier
@@ -167,8 +128,6 @@ def domain_classifier_accuracy(
     seed : int, seeds the subsampling and the split.
     test_fraction : float in (0, 1), share of each (balanced) domain held out for scoring.
     C : float > 0, inverse L2 regularisation strength of the logistic regression.
-
-    Usage: ``accuracy = domain_classifier_accuracy(source, target, seed=0)``
     """
     return _domain_classifier_accuracy(
         source_features, target_features, seed, test_fraction, C, "domain_classifier_accuracy"
@@ -183,9 +142,10 @@ def _domain_classifier_accuracy(
     source = _check_features(source_features, "source_features", function)
     target = _check_features(target_features, "target_features", function)
     _check_same_num_features(source, target, ("source_features", "target_features"), function)
-    seed = _check_seed(seed, function)
-    test_fraction = _check_float(test_fraction, "test_fraction", function, 0.0, 1.0)
-    C = _check_float(C, "C", function, 0.0, math.inf)
+    seed = check_seed(seed, "seed", function)
+    test_fraction = check_float(test_fraction, "test_fraction", function, low=0.0, high=1.0, low_open=True,
+                                high_open=True)
+    C = check_float(C, "C", function, low=0.0, low_open=True)
 
     num_per_domain = min(len(source), len(target))
     num_test = int(round(test_fraction * num_per_domain))
@@ -227,8 +187,6 @@ def proxy_a_distance(
     ``domain_classifier_accuracy`` (same arguments). 0 means the classifier is at chance (the
     domains look alike to a linear model), 2 means it separates them perfectly. Ben-David et al.,
     "Analysis of representations for domain adaptation", NeurIPS 2007.
-
-    Usage: ``distance = proxy_a_distance(source, target, seed=0)``
     """
     accuracy = _domain_classifier_accuracy(
         source_features, target_features, seed, test_fraction, C, "proxy_a_distance"
@@ -257,8 +215,6 @@ def feature_statistics_distance(a: ArrayLike, b: ArrayLike) -> float:
     Parameters
     ----------
     a, b : arrays of shape (N_a, D) and (N_b, D), at least 2 samples each.
-
-    Usage: ``distance = feature_statistics_distance(source, target)``
     """
     function = "feature_statistics_distance"
     a = _check_features(a, "a", function)
@@ -284,14 +240,12 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
     score lies in [0, 1], is 1 for ``Y = X @ Q * c`` (any orthogonal ``Q``, scale ``c > 0``), and
     is near 0 for unrelated representations when N is much larger than the dimensions. The
     cheaper of the feature-space and the (N, N) Gram-matrix form is used.
-
-    Usage: ``similarity = linear_cka(features_layer_3, features_layer_7)``
     """
     function = "linear_cka"
     X = _check_features(X, "X", function)
     Y = _check_features(Y, "Y", function)
     if X.shape[0] != Y.shape[0]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'X' and 'Y' parameters of {function} must describe the same examples in the "
             f"same order, so they need the same number of rows. Got {X.shape[0]} and "
             f"{Y.shape[0]} instead."
@@ -320,129 +274,125 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
     return float(cross / (norm_x * norm_y))
 
 
-# --------------------------------------------------------------------------- LogME
-def _profile_log_evidence(
-    log_ratios: np.ndarray, sigma: np.ndarray, projections2: np.ndarray, outside2: float,
-    num_samples: int,
-) -> np.ndarray:
-    """Log evidence / N of one target column at each ``log(alpha / beta)``, best beta plugged in.
 
-    The model ``w ~ N(0, I / alpha)``, ``y = F w + N(0, I / beta)`` gives
-    ``y ~ N(0, I / beta + F F^T / alpha)``. In the eigenbasis of ``F F^T`` (eigenvalues
-    ``sigma``, rank k) with ``t = alpha / beta``, ``x = U^T y`` and ``r0`` the squared norm of
-    the part of y outside the span of F:
 
-        log|C| = -N log beta + sum log(t + sigma) - k log t
-        y^T C^-1 y = beta Q(t),   Q(t) = sum x^2 t / (t + sigma) + r0
+# --------------------------------------------------------------------------- distance from the source
+@dataclass(frozen=True)
+class SourceDistance:
+    """How far a target's activations are from the source statistics the backbone stored.
 
-    so the evidence is maximised over beta at ``beta = N / Q(t)``, leaving one variable, t.
+    ``by_depth[k]`` is the mean over the BatchNorm channels of depth ``k`` of the Gaussian KL
+    divergence (in nats) of the target's activation statistics from the stored running ones;
+    ``mean`` averages the depths. 0 means the target's activations have, channel by channel,
+    the mean and variance the source's had.
     """
-    ratios = np.exp(np.asarray(log_ratios, dtype=np.float64))[:, None]  # (T, 1)
-    quadratic = np.sum(projections2 * ratios / (ratios + sigma), axis=1) + outside2  # (T,) Q(t)
-    evidence = (
-        len(sigma) / 2.0 * np.log(ratios[:, 0])
-        - 0.5 * np.sum(np.log(ratios + sigma), axis=1)
-        + num_samples / 2.0 * np.log(num_samples / quadratic)
-        - num_samples / 2.0 * (1.0 + math.log(2.0 * math.pi))
-    )  # (T,)
-    return evidence / num_samples
+
+    by_depth: tuple[float, ...]
+    depth_names: tuple[str, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.by_depth))
 
 
-def _max_log_evidence(
-    sigma: np.ndarray, projections: np.ndarray, target_norm2: float, num_samples: int
-) -> float:
-    """Maximum over alpha, beta of the log evidence of one target column, divided by N.
+def _gaussian_kl(mean_t: torch.Tensor, var_t: torch.Tensor, mean_s: torch.Tensor, var_s: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean_t, var_t) || N(mean_s, var_s)) per channel."""
+    var_t, var_s = var_t.clamp(min=1e-8), var_s.clamp(min=1e-8)
+    return 0.5 * ((var_t + (mean_t - mean_s) ** 2) / var_s - 1.0 - torch.log(var_t / var_s))
 
-    A grid over ``log(alpha / beta)`` spanning the spectrum (and 30 e-folds beyond it on both
-    sides, where the evidence has reached its limits) finds the best cell, then a bounded Brent
-    search refines it. The paper's fixed-point updates of alpha and beta stop at the same
-    maximum when it lies inside; they crawl when it lies at a limit (N < D: an interpolating
-    fit, or no signal at all), which this search handles.
+
+def source_distance(model: nn.Module, dataset: ImageSet, *, batch_size: int = 128,
+                    device: torch.device | str | None = None) -> SourceDistance:
+    """Distance of ``dataset``'s activations from the source statistics stored in ``model``'s BatchNorm layers.
+
+    Each BatchNorm layer of a pretrained backbone keeps the running mean and variance of its
+    input channels over the source data (ImageNet photos for the course's backbone). The target
+    images run through the model in eval mode; at every BatchNorm layer the per-channel mean and
+    variance of its input over the target images (all positions) are compared with the stored
+    ones by a Gaussian KL divergence, averaged over the layer's channels and then over the
+    layers of each depth. The model comes back as it went in.
+
+    >>> from companion import backbones, data
+    >>> model = backbones.load_backbone(pretrained=True)
+    >>> images = data.make_dataset(2, seed=0, image_size=64, cache=False)
+    >>> distance = source_distance(model, images)
+    >>> len(distance.by_depth), distance.mean > 0
+    (9, True)
     """
-    projections2 = projections**2  # (k,)
-    if len(sigma) == num_samples:  # F F^T has full rank: y lies in the span of F
-        outside2 = 0.0
-    else:
-        outside2 = max(target_norm2 - float(projections2.sum()), 0.0)
-    low = math.log(sigma.min()) - _LOGME_MARGIN
-    high = math.log(sigma.max()) + _LOGME_MARGIN
-    grid = np.arange(low, high + _LOGME_GRID_STEP, _LOGME_GRID_STEP)  # (T,)
-    values = _profile_log_evidence(grid, sigma, projections2, outside2, num_samples)  # (T,)
-    best = int(np.argmax(values))
+    func = "source_distance"
+    check_instance(model, "model", func, nn.Module, "a pretrained backbone (torch.nn.Module)")
+    check_image_set(dataset, "dataset", func)
+    batch_size = check_int(batch_size, "batch_size", func, low=1)
+    device = repro.get_device(device)
+    depths = backbones.stages(model)
+    layers = {id(module): depth for depth, (_, stage) in enumerate(depths) for module in stage.modules()
+              if isinstance(module, _BatchNorm) and module.track_running_stats}
+    if not layers:
+        raise InvalidParameterError(f"The 'model' parameter of {func} must have BatchNorm layers with running "
+                                    "statistics in its depths. Got a model without any.")
+    sums: dict[int, list[torch.Tensor]] = {}
 
-    def negative(log_ratio: float) -> float:
-        ratio = np.array([log_ratio])
-        return -float(_profile_log_evidence(ratio, sigma, projections2, outside2, num_samples)[0])
+    def record(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        x = inputs[0].detach().double()  # (B, C, h, w)
+        totals = sums.setdefault(id(module), [0, torch.zeros(x.shape[1], dtype=torch.float64, device=x.device),
+                                              torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)])
+        totals[0] += x.shape[0] * x.shape[2] * x.shape[3]
+        totals[1] += x.sum(dim=(0, 2, 3))
+        totals[2] += (x * x).sum(dim=(0, 2, 3))
 
-    result = optimize.minimize_scalar(
-        negative,
-        bounds=(grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]),
-        method="bounded",
-        options={"xatol": 1e-9},
-    )
-    return float(max(-result.fun, values[best]))
+    modules = {id(module): module for _, stage in depths for module in stage.modules() if id(module) in layers}
+    handles = [module.register_forward_pre_hook(record) for module in modules.values()]
+    try:
+        with repro.model_left_as_it_was(model), torch.inference_mode():
+            model.to(device).eval()
+            for batch in dataset.images.split(batch_size):
+                x = backbones.preprocess(batch, model).to(device)  # (B, 3, H, W)
+                for _, stage in depths:
+                    x = stage(x)  # (B, C_k, h_k, w_k)
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_depth: dict[int, list[float]] = {}
+    for key, module in modules.items():
+        count, total, squares = sums[key]
+        mean_t = total / count
+        var_t = squares / count - mean_t ** 2
+        kl = _gaussian_kl(mean_t, var_t, module.running_mean.double().to(mean_t.device),
+                          module.running_var.double().to(mean_t.device))
+        per_depth.setdefault(layers[key], []).append(float(kl.mean()))
+    return SourceDistance(tuple(float(np.mean(per_depth[d])) for d in range(len(depths)) if d in per_depth),
+                          tuple(name for d, (name, _) in enumerate(depths) if d in per_depth))
 
 
-def _spectrum_and_projections(
-    features: np.ndarray, targets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Squared singular values ``sigma`` (k,) of F and ``U^T targets`` (k, C), k = rank of F.
+def with_source_statistics(model: nn.Module, source: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm layers hold ``source``'s running means and variances.
 
-    Uses the eigendecomposition of the smaller Gram matrix (N, N) or (D, D), several times
-    faster than an SVD of F; directions below the rank tolerance are dropped.
+    Fine-tuning in train mode re-estimates every BatchNorm layer's statistics on the target;
+    putting the source's back separates that change from the change of the weights. The two
+    models must have the same BatchNorm layers (same names and sizes); neither is modified.
+
+    >>> from companion import backbones
+    >>> source = backbones.load_backbone(pretrained=True)
+    >>> tuned = backbones.load_backbone(pretrained=False, num_classes=6)
+    >>> restored = with_source_statistics(tuned, source)
+    >>> bool((restored.bn1.running_var == source.bn1.running_var).all())
+    True
     """
-    num_samples, num_features = features.shape
-    if num_samples <= num_features:
-        sigma, U = np.linalg.eigh(features @ features.T)  # (N,), (N, N)
-    else:
-        sigma, V = np.linalg.eigh(features.T @ features)  # (D,), (D, D)
-    tolerance = sigma.max(initial=0.0) * max(num_samples, num_features) * np.finfo(float).eps
-    keep = sigma > tolerance
-    if not np.any(keep):
-        raise ValueError(
-            "The 'features' parameter of logme is all zeros, so it explains no label. Pass the "
-            "extracted features themselves."
-        )
-    sigma = sigma[keep]  # (k,)
-    if num_samples <= num_features:
-        projections = U[:, keep].T @ targets  # (k, C)
-    else:
-        # U = F V / s for the kept directions, so U^T y = V^T (F^T y) / s.
-        projections = (V[:, keep].T @ (features.T @ targets)) / np.sqrt(sigma)[:, None]  # (k, C)
-    return sigma, projections
-
-
-def logme(features: ArrayLike, labels: ArrayLike) -> float:
-    """LogME transferability score of features for a classification target (higher = better).
-
-    For every class, a Bayesian linear regression from the features to the class's one-hot
-    column (prior precision alpha on the weights, noise precision beta) is fitted by maximising
-    its evidence over alpha and beta; LogME is that maximum log evidence divided by N, averaged
-    over the classes (You et al., "LogME: Practical assessment of pre-trained models for
-    transfer learning", ICML 2021). One eigendecomposition of the features serves every class.
-    The paper climbs to the maximum with fixed-point updates of alpha and beta; here beta is
-    maximised in closed form and alpha / beta by a 1-D search, which reaches the same maximum
-    and also the ones at a limit that the updates approach only slowly (common when N < D).
-    The evidence is exact for any shape (thuml/LogME's default ``_fit_fixed_point`` drops
-    D - k terms of ``log|A|`` when N < D). The score is unchanged by rescaling or rotating the
-    features; compare it between backbones or layers on the same target data.
-
-    Parameters
-    ----------
-    features : array of shape (N, D), not centered or scaled (use them as extracted).
-    labels : array of shape (N,), integer or string class labels, at least 2 classes.
-
-    Usage: ``score = logme(train_features, train_labels)``
-    """
-    function = "logme"
-    features = _check_features(features, "features", function)
-    labels = _check_labels(labels, function, num_samples=len(features))
-    classes = np.unique(labels)
-    targets = (labels[:, None] == classes[None, :]).astype(np.float64)  # (N, C) one-hot columns
-    sigma, projections = _spectrum_and_projections(features, targets)  # (k,), (k, C)
-    target_norms2 = np.sum(targets**2, axis=0)  # (C,)
-    evidences = [
-        _max_log_evidence(sigma, projections[:, column], float(norm2), len(features))
-        for column, norm2 in enumerate(target_norms2)
-    ]
-    return float(np.mean(evidences))
+    func = "with_source_statistics"
+    check_instance(model, "model", func, nn.Module, "a torch.nn.Module with BatchNorm layers")
+    check_instance(source, "source", func, nn.Module, "a torch.nn.Module with BatchNorm layers")
+    mine = {name: m for name, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}
+    theirs = {name: m for name, m in source.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}
+    if not mine or set(mine) != set(theirs) or any(
+            mine[name].running_mean.shape != theirs[name].running_mean.shape for name in mine):
+        raise InvalidParameterError(
+            f"The 'source' parameter of {func} must have the same BatchNorm layers as 'model' (names and "
+            f"sizes). Got {len(theirs)} layers against {len(mine)}"
+            + (", with different names or sizes." if len(mine) == len(theirs) else "."))
+    restored = copy.deepcopy(model)
+    layers = dict(restored.named_modules())
+    with torch.no_grad():
+        for name, layer in theirs.items():
+            layers[name].running_mean.copy_(layer.running_mean)
+            layers[name].running_var.copy_(layer.running_var)
+    return restored

@@ -1,21 +1,20 @@
 """Tests for companion.adapt: freezing by depth, heads, BatchNorm handling, parameter groups."""
 
-from types import SimpleNamespace
-
 import pytest
 import timm
 import torch
 from torch import nn
 
 from companion import adapt, backbones
+from companion.data import ImageSet
 
-NUM_DEPTHS = 9
+NUM_DEPTHS = backbones.get_spec().num_depths
 IMAGE_SIZE = 32
 
 
 @pytest.fixture
 def model() -> nn.Module:
-    """A random-init EfficientNet-Lite0 with a 6-class head (no download)."""
+    """A random-init EfficientNet-Lite0 with a 6-class head (no download), built by timm: found by its architecture."""
     torch.manual_seed(0)
     return timm.create_model("tf_efficientnet_lite0", num_classes=6)
 
@@ -190,15 +189,37 @@ def test_adabn_sets_running_stats_to_target_statistics(model):
     assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
 
 
-def test_adabn_accepts_an_imageset(model):
-    """Check that adabn on an ImageSet equals adabn on its preprocessed tensor."""
-    images = torch.randint(0, 256, (6, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
-    image_set = SimpleNamespace(images=images, labels=torch.arange(6) % 3)  # ImageSet's fields
-    twin = timm.create_model("tf_efficientnet_lite0", num_classes=6)
-    twin.load_state_dict(model.state_dict())
-    adapt.adabn(model, image_set, batch_size=3)
-    adapt.adabn(twin, backbones.preprocess(images), batch_size=3)
+def _image_set(num_images: int = 6) -> ImageSet:
+    images = torch.randint(0, 256, (num_images, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    return ImageSet(images, torch.arange(num_images) % 3, ("a", "b", "c"))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_b0"])
+def test_adabn_preprocesses_an_imageset_with_the_model_spec(name):
+    """Check that adabn on an ImageSet equals adabn on the images preprocessed with the model's own statistics."""
+    image_set = _image_set()
+    model = backbones.load_backbone(name, pretrained=False, num_classes=6, seed=0)
+    twin = backbones.load_backbone(name, pretrained=False, num_classes=6, seed=0)
+    report = adapt.adabn(model, image_set, batch_size=3)
+    adapt.adabn(twin, backbones.preprocess(image_set.images, name), batch_size=3)
+    assert (report.num_images, report.num_batches) == (6, 2)
     assert torch.equal(model.bn2.running_var, twin.bn2.running_var)
+    other = backbones.load_backbone(name, pretrained=False, num_classes=6, seed=0)
+    wrong = "efficientnet_b0" if name == "efficientnet_lite0" else "efficientnet_lite0"
+    adapt.adabn(other, backbones.preprocess(image_set.images, wrong), batch_size=3)
+    assert not torch.equal(model.bn1.running_mean, other.bn1.running_mean)
+
+
+def test_freeze_batchnorm_freezes_every_batchnorm_layer(model):
+    """Check that freeze_batchnorm freezes every BatchNorm layer's scale and shift, and train_mode keeps them fixed."""
+    count = adapt.freeze_batchnorm(model)
+    batchnorms = _batchnorms(model)
+    assert count == len(batchnorms) > 0
+    assert all(not p.requires_grad for _, m in batchnorms for p in m.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.endswith("conv_stem.weight"))
+    adapt.train_mode(model)
+    assert model.training and not any(m.training for _, m in batchnorms)
 
 
 # ----------------------------------------------------------------------------- learning rates
@@ -261,11 +282,12 @@ def test_make_optimizer_must_be_rebuilt_after_unfreezing(model):
         (lambda m: adapt.freeze(m, 2.0), TypeError, r"'up_to' .* int in \[0, 9\]. Got 2.0"),
         (lambda m: adapt.freeze(m, True), TypeError, r"'up_to' .* Got True instead"),
         (lambda m: adapt.freeze([m], 1), TypeError,
-         r"The 'model' parameter of freeze must be a torch.nn.Module. Got 'list'"),
+         r"The 'model' parameter of freeze must be a torch.nn.Module. Got a list instead"),
         (lambda m: adapt.freeze(nn.Linear(2, 2), 1), TypeError,
-         r"The 'model' parameter of freeze must be a backbone that backbones.stages"),
+         r"The 'model' parameter of freeze must be a backbone that backbones.stages splits into depths. Got a Linear "
+         r"instead. Build it with backbones.load_backbone"),
         (lambda m: adapt.freeze_backbone(nn.Conv2d(3, 3, 1)), TypeError,
-         r"'model' parameter of freeze_backbone .* Got Conv2d instead"),
+         r"'model' parameter of freeze_backbone .* Got a Conv2d instead"),
         (lambda m: adapt.param_groups(nn.Linear(2, 2), lr=1.0), TypeError,
          r"'model' parameter of param_groups must be a backbone"),
         (lambda m: adapt.count_parameters("model"), TypeError,
@@ -277,29 +299,32 @@ def test_make_optimizer_must_be_rebuilt_after_unfreezing(model):
         (lambda m: adapt.replace_head(nn.Linear(2, 2), 3), TypeError,
          r"'model' parameter of replace_head must be a timm model with a reset_classifier"),
         (lambda m: adapt.param_groups(m, lr=0.0), ValueError,
-         r"The 'lr' parameter of param_groups must be a float > 0. Got 0.0 instead."),
+         r"The 'lr' parameter of param_groups must be a float > 0.0. Got 0.0 instead."),
         (lambda m: adapt.param_groups(m, lr=float("nan")), ValueError, r"'lr' .* Got nan"),
         (lambda m: adapt.param_groups(m, lr="1e-3"), TypeError, r"'lr' .* Got '1e-3'"),
         (lambda m: adapt.param_groups(m, lr=1e-3, decay=1.5), ValueError,
-         r"The 'decay' parameter of param_groups must be a float in \(0, 1\] or None. Got 1.5"),
-        (lambda m: adapt.param_groups(m, lr=1e-3, decay=0), ValueError, r"'decay' .* Got 0 "),
+         r"The 'decay' parameter of param_groups must be a float in \(0.0, 1.0\]. Got 1.5"),
+        (lambda m: adapt.param_groups(m, lr=1e-3, decay=0), ValueError, r"'decay' .* Got 0 instead"),
         (lambda m: adapt.param_groups(m, lr=1e-3, head_lr_mult=-10), ValueError,
-         r"The 'head_lr_mult' parameter of param_groups must be a float > 0. Got -10"),
+         r"The 'head_lr_mult' parameter of param_groups must be a float > 0.0. Got -10"),
         (lambda m: adapt.make_optimizer(m, -1e-3), ValueError,
-         r"The 'lr' parameter of make_optimizer must be a float > 0. Got -0.001 instead."),
+         r"The 'lr' parameter of make_optimizer must be a float > 0.0. Got -0.001 instead."),
         (lambda m: adapt.make_optimizer(m, 1e-3, kind="adam"), ValueError,
-         r"The 'kind' parameter of make_optimizer must be a str among \{'adamw', 'sgd'\}. "
-         r"Got 'adam' instead."),
+         r"The 'kind' parameter of make_optimizer must be one of \('adamw', 'sgd'\). Got 'adam' instead."),
         (lambda m: adapt.make_optimizer(m, 1e-3, weight_decay=-1.0), ValueError,
-         r"'weight_decay' parameter of make_optimizer must be a float >= 0 or None"),
+         r"The 'weight_decay' parameter of make_optimizer must be a float >= 0.0. Got -1.0"),
         (lambda m: adapt.make_optimizer(m, 1e-3, kind="sgd", momentum=1.0), ValueError,
-         r"'momentum' parameter of make_optimizer must be a float in \[0, 1\). Got 1.0"),
+         r"The 'momentum' parameter of make_optimizer must be a float in \[0.0, 1.0\). Got 1.0"),
         (lambda m: adapt.adabn(m, _images(2), batch_size=0), ValueError,
          r"The 'batch_size' parameter of adabn must be an int >= 1. Got 0 instead."),
         (lambda m: adapt.adabn(m, torch.zeros(2, 3, 8, 8, dtype=torch.uint8)), TypeError,
-         r"'images' parameter of adabn must be a preprocessed float tensor .* dtype torch.uint8"),
-        (lambda m: adapt.adabn(m, [1, 2]), TypeError, r"'images' .* Got list instead"),
-        (lambda m: adapt.adabn(m, _images(0)), ValueError, r"at least one image. Got 0"),
+         r"The 'images' parameter of adabn must be a preprocessed float tensor \(N, 3, H, W\) or an ImageSet. "
+         r"Got a Tensor of shape \(2, 3, 8, 8\) torch.uint8 instead.*backbones.preprocess\(images, model\)"),
+        (lambda m: adapt.adabn(m, [1, 2]), TypeError, r"'images' .* Got \[1, 2\] instead"),
+        (lambda m: adapt.adabn(m, _images(0)), ValueError,
+         r"The 'images' parameter of adabn must be at least one image. Got a Tensor of shape \(0, 3, 32, 32\)"),
+        (lambda m: adapt.freeze_batchnorm("model"), TypeError,
+         r"The 'model' parameter of freeze_batchnorm must be a torch.nn.Module"),
         (lambda m: adapt.adabn(m, _images(2), device="tpu"), ValueError,
          r"The 'prefer' parameter of get_device"),
     ],

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from companion import backbones, data, features
+from companion import backbones, checkpoints, data, features, imagenet
+from companion.cache import CacheWarning
 
 
 def _png(size: int = 48, seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -83,15 +84,15 @@ def test_load_image_names_a_broken_or_missing_file(tmp_path, content, error, mes
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(error, match=message):
-        backbones.load_image(path)
+        imagenet.load_image(path)
 
 
 def test_load_image_of_a_good_file_is_unchanged(tmp_path):
     """Check that reading a path gives the same pixels as reading the PIL image (RGBA too)."""
     pixels = np.random.default_rng(0).integers(0, 255, (30, 40, 4), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "rgba.png")
-    expected = backbones.load_image(Image.fromarray(pixels), size=16)
-    assert torch.equal(backbones.load_image(tmp_path / "rgba.png", size=16), expected)
+    expected = imagenet.load_image(Image.fromarray(pixels), size=16)
+    assert torch.equal(imagenet.load_image(tmp_path / "rgba.png", size=16), expected)
 
 
 # ----------------------------------------------------------------------------- tensors
@@ -100,8 +101,8 @@ def test_preprocess_refuses_non_finite_pixels(value):
     """Check that NaN or inf pixels are refused instead of turning every feature into NaN."""
     images = torch.rand(2, 3, 8, 8)
     images[1, 0, 2, 2] = value
-    with pytest.raises(ValueError, match=r"'images' parameter of preprocess contains NaN or "
-                                         r"infinite values \(1 of 384\)"):
+    with pytest.raises(ValueError, match=r"The 'images' parameter of preprocess must be finite float images in "
+                                         r"\[0, 1\]. .* 1 values are NaN or infinite"):
         backbones.preprocess(images)
 
 
@@ -128,7 +129,8 @@ def test_a_dataset_cache_file_of_another_version_is_rendered_again(tmp_path):
     old_key = json.dumps({**json.loads(key), "renderer": "0.old"}, sort_keys=True)
     np.savez(path, images=np.zeros_like(fresh.images.numpy()), labels=fresh.labels.numpy(),
              key=np.array(old_key))  # what an older renderer would have left under this name
-    again = data.make_dataset(1, image_size=32, cache_dir=tmp_path)
+    with pytest.warns(CacheWarning, match="written under another key"):
+        again = data.make_dataset(1, image_size=32, cache_dir=tmp_path)
     assert torch.equal(again.images, fresh.images)
     with np.load(path) as stored:
         assert str(stored["key"]) == key
@@ -179,13 +181,13 @@ def test_no_bad_input_leaves_a_half_written_file(tmp_path, monkeypatch, tiny):
         handle.write(b"PK\x03\x04 half a zip")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.np, "savez", interrupted)
+    monkeypatch.setattr(np, "savez", interrupted)  # what companion.cache.write calls
     with pytest.raises(KeyboardInterrupt):
         data.make_dataset(1, image_size=32, cache_dir=cache)
     with pytest.raises(KeyboardInterrupt):
         features.extract_features(model, dataset, depth=0, device="cpu", cache_dir=cache)
     assert list(cache.iterdir()) == []
-    monkeypatch.setattr(data.np, "savez", real_savez)
+    monkeypatch.setattr(np, "savez", real_savez)
     features.clear_feature_cache()
     X = features.extract_features(model, dataset, depth=0, device="cpu", cache_dir=cache)
     assert X.shape == (6, 32) and len(list(cache.glob("*.npz"))) == 1
@@ -194,22 +196,22 @@ def test_no_bad_input_leaves_a_half_written_file(tmp_path, monkeypatch, tiny):
 
 def test_refused_outputs_leave_the_output_folder_as_it_was(tmp_path, tiny):
     """Check that a refused save or image-folder export writes nothing, not even a folder."""
-    recipe = pytest.importorskip("companion.recipe")
     model, dataset = tiny
     out = tmp_path / "out"
     out.mkdir()
     renamed = data.ImageSet(dataset.images, dataset.labels, ("ok", "../up", "c", "d", "e", "f"))
     refused = [
-        lambda: recipe.write_image_folder(renamed, out / "photos"),  # a class name is a path
-        lambda: recipe.write_image_folder(dataset.subset(dataset.labels != 1), out / "photos"),
-        lambda: recipe.save_classifier(model, out / "model.pt", data.CLASSES),
-        lambda: recipe.save_classifier(model, out / "model.safetensors", data.CLASSES[:3]),
+        lambda: data.write_image_folder(renamed, out / "photos"),  # a class name is a path
+        lambda: data.write_image_folder(dataset.subset(dataset.labels != 1), out / "photos"),
+        lambda: checkpoints.save_classifier(model, out / "model.pt", data.CLASSES),
+        lambda: checkpoints.save_classifier(model, out / "model.safetensors", data.CLASSES[:3]),
+        lambda: checkpoints.save_classifier(model, out / "model.safetensors", data.CLASSES, image_size=8),
     ]
     for call in refused:
         with pytest.raises((ValueError, TypeError)):
             call()
         assert [str(p.relative_to(out)) for p in out.rglob("*")] == []
-    recipe.write_image_folder(dataset, out / "photos")  # the same folder still works afterwards
+    data.write_image_folder(dataset, out / "photos")  # the same folder still works afterwards
     assert len(data.load_image_folder(out / "photos", image_size=32)) == len(dataset)
 
 

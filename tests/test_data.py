@@ -1,11 +1,16 @@
-"""Tests for companion.data: ImageSet, cached datasets, splits, subsets, ImageFolder loading."""
+"""Tests for companion.data: ImageSet, cached datasets, splits, subsets, ImageFolder writing and loading."""
+
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from companion import data
+from companion import cache, data
+from companion.cache import CacheWarning
+
+SIZE = 32  # the smallest image size of the renderer: fast
 
 
 def test_make_dataset_balanced_and_cached(tmp_path):
@@ -20,41 +25,74 @@ def test_make_dataset_balanced_and_cached(tmp_path):
     assert torch.equal(first.images, fresh.images)
 
 
+def test_make_dataset_reads_the_cache_instead_of_rendering(tmp_path, monkeypatch):
+    """Check that a cached dataset is read back without calling the renderer."""
+    data.make_dataset(1, image_size=SIZE, cache_dir=tmp_path)
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered although the dataset was cached")
+
+    monkeypatch.setattr(data, "render_parcels", no_rendering)
+    assert len(data.make_dataset(1, image_size=SIZE, cache_dir=tmp_path)) == 6
+
+
+def test_the_default_cache_folder_is_cache_dir(tmp_path, monkeypatch):
+    """Check that without cache_dir the dataset goes to companion.cache.cache_dir()."""
+    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path / "elsewhere"))
+    data.make_dataset(1, image_size=SIZE)
+    assert len(list(cache.cache_dir().glob("warehouse_*.npz"))) == 1
+
+
 def test_cache_key_depends_on_camera_and_version(tmp_path, monkeypatch):
-    """Check that another camera or a new renderer version gets its own cache file."""
-    data.make_dataset(1, "existing", image_size=32, cache_dir=tmp_path)
-    data.make_dataset(1, "new", image_size=32, cache_dir=tmp_path)
+    """Check that another camera, camera setting or renderer version gets its own cache file."""
+    data.make_dataset(1, "existing", image_size=SIZE, cache_dir=tmp_path)
+    data.make_dataset(1, "new", image_size=SIZE, cache_dir=tmp_path)
+    data.make_dataset(1, data.CameraSetup(name="existing", distractors=0.5), image_size=SIZE, cache_dir=tmp_path)
     monkeypatch.setattr(data, "RENDERER_VERSION", "test-version")
-    data.make_dataset(1, "existing", image_size=32, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("warehouse_*.npz"))) == 3
+    data.make_dataset(1, "existing", image_size=SIZE, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("warehouse_*.npz"))) == 4
 
 
 def test_corrupt_cache_file_is_rendered_again(tmp_path):
-    """Check that a truncated cache file is replaced instead of crashing."""
-    good = data.make_dataset(1, "existing", image_size=32, cache_dir=tmp_path)
+    """Check that a truncated cache file is replaced, with a CacheWarning, instead of crashing."""
+    good = data.make_dataset(1, "existing", image_size=SIZE, cache_dir=tmp_path)
     (path,) = tmp_path.glob("warehouse_*.npz")
-    path.write_bytes(b"not a zip file")
-    again = data.make_dataset(1, "existing", image_size=32, cache_dir=tmp_path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(CacheWarning, match="warehouse_"):
+        again = data.make_dataset(1, "existing", image_size=SIZE, cache_dir=tmp_path)
     assert torch.equal(good.images, again.images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file was replaced: no second warning
+        assert torch.equal(data.make_dataset(1, "existing", image_size=SIZE, cache_dir=tmp_path).images, good.images)
 
 
 def test_unwritable_cache_dir_says_what_to_do(tmp_path):
     """Check that a cache folder that cannot be created gives a message naming the fixes."""
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
-    with pytest.raises(OSError, match="cache=False"):
-        data.make_dataset(1, "existing", image_size=32, cache_dir=blocker / "cache")
+    with pytest.raises(OSError, match="Could not write the cache file .*COMPANION_CACHE_DIR.*cache=False"):
+        data.make_dataset(1, "existing", image_size=SIZE, cache_dir=blocker / "cache")
     assert blocker.read_text() == "in the way"
 
 
-def test_make_dataset_validates():
-    """Check that bad sizes, seeds and presets are refused with clear messages."""
-    with pytest.raises(ValueError, match="'n_per_class' parameter of make_dataset"):
-        data.make_dataset(0)
-    with pytest.raises(ValueError, match="'seed' parameter of make_dataset"):
-        data.make_dataset(1, seed=-3)
-    with pytest.raises(ValueError, match="Unknown camera preset"):
-        data.make_dataset(1, "thermal-9000", cache=False)
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_per_class": 0}, r"The 'n_per_class' parameter of make_dataset must be an int in \[1, 100000\]"),
+    ({"n_per_class": 2.0}, "'n_per_class' parameter of make_dataset"),
+    ({"n_per_class": 1, "seed": -3}, "The 'seed' parameter of make_dataset must be an int >= 0"),
+    ({"n_per_class": 1, "image_size": 8}, r"The 'image_size' parameter of make_dataset must be an int in \[32, 512\]"),
+    ({"n_per_class": 1, "cache": "yes"}, "The 'cache' parameter of make_dataset must be True or False"),
+    ({"n_per_class": 1, "camera": "thermal-9000"}, "The 'camera' parameter of get_camera must be one of"),
+])
+def test_make_dataset_validates(kwargs, message):
+    """Check that bad sizes, seeds, flags and presets are refused with clear messages."""
+    with pytest.raises(ValueError, match=message):
+        data.make_dataset(**kwargs)
+
+
+def test_make_dataset_accepts_numpy_integers():
+    """Check that numpy integers work as n_per_class, image_size and seed."""
+    dataset = data.make_dataset(np.int64(1), image_size=np.int64(SIZE), seed=np.int64(0), cache=False)
+    assert dataset.images.shape == (6, 3, SIZE, SIZE)
 
 
 def _toy_set(per_class=10, classes=("a", "b", "c")):
@@ -76,10 +114,13 @@ def test_stratified_split_keeps_proportions_and_is_disjoint():
 
 
 def test_stratified_split_validates():
-    """Check that bad fractions are refused."""
-    with pytest.raises(ValueError, match="positive numbers summing to 1"):
+    """Check that bad fractions, a part that would be empty and a non-ImageSet are refused."""
+    with pytest.raises(ValueError, match="must be 3 positive numbers summing to 1"):
         data.stratified_split(_toy_set(), (0.5, 0.5, 0.5))
-    with pytest.raises(TypeError, match="expects an ImageSet"):
+    with pytest.raises(ValueError, match="fractions that leave the 'test' part non-empty"):
+        data.stratified_split(_toy_set(2), (0.7, 0.29, 0.01))
+    with pytest.raises(TypeError, match="The 'dataset' parameter of stratified_split must be a "
+                                        "companion.data.ImageSet"):
         data.stratified_split([1, 2, 3])
 
 
@@ -88,7 +129,8 @@ def test_sample_per_class_counts_and_limits():
     dataset = _toy_set(10)
     few = data.sample_per_class(dataset, 4, seed=0)
     assert few.class_counts() == {"a": 4, "b": 4, "c": 4}
-    with pytest.raises(ValueError, match=r"must be an int in \[1, 10\], the size of the smallest class"):
+    with pytest.raises(ValueError, match=r"The 'n_per_class' parameter of sample_per_class must be an int in "
+                                         r"\[1, 10\]. Got 11 instead"):
         data.sample_per_class(dataset, 11)
 
 
@@ -116,6 +158,8 @@ def test_imageset_validates():
         data.ImageSet(images, torch.zeros(3, dtype=torch.int64), ("a",))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
         data.ImageSet(images, torch.tensor([0, 1, 2, 0]), ("a", "b"))
+    with pytest.raises(ValueError, match="must name at least one class"):
+        data.ImageSet(images, torch.zeros(4, dtype=torch.int64), ())
 
 
 def _write_folder(root, classes=("cat", "dog"), per_class=3, size=(40, 30)):
@@ -131,17 +175,20 @@ def test_load_image_folder_reads_classes_and_resizes(tmp_path):
     """Check that an ImageFolder tree becomes an ImageSet with square RGB images and folder classes."""
     _write_folder(tmp_path)
     Image.fromarray(np.zeros((20, 20), dtype=np.uint8)).save(tmp_path / "dog" / "grey.png")
-    dataset = data.load_image_folder(tmp_path, image_size=32)
+    dataset = data.load_image_folder(tmp_path, image_size=SIZE)
     assert dataset.classes == ("cat", "dog")
-    assert dataset.images.shape == (7, 3, 32, 32)
+    assert dataset.images.shape == (7, 3, SIZE, SIZE)
     assert dataset.class_counts() == {"cat": 3, "dog": 4}
 
 
 def test_load_image_folder_bad_inputs(tmp_path):
-    """Check that a missing folder, an empty class and a non-image file get clear messages."""
-    with pytest.raises(ValueError, match="is not a folder"):
+    """Check that a missing folder, one class, an empty class and a non-image file get clear messages."""
+    with pytest.raises(ValueError, match="The 'root' parameter of load_image_folder must be an existing folder"):
         data.load_image_folder(tmp_path / "missing")
-    _write_folder(tmp_path)
+    _write_folder(tmp_path, classes=("cat",))
+    with pytest.raises(ValueError, match=r"must be a folder with one sub-folder per class \(at least 2\)"):
+        data.load_image_folder(tmp_path)
+    _write_folder(tmp_path, classes=("dog",))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="at least one image file"):
         data.load_image_folder(tmp_path)
@@ -149,32 +196,19 @@ def test_load_image_folder_bad_inputs(tmp_path):
     (tmp_path / "cat" / "broken.png").write_bytes(b"this is not a png")
     with pytest.raises(ValueError, match="cannot read .*broken.png"):
         data.load_image_folder(tmp_path)
+    with pytest.raises(TypeError, match="The 'root' parameter of load_image_folder must be a folder path"):
+        data.load_image_folder(3)
 
 
-def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
-    """Check that COMPANION_CACHE_DIR moves the dataset cache."""
-    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path / "elsewhere"))
-    assert data.default_cache_dir() == tmp_path / "elsewhere"
-    monkeypatch.delenv("COMPANION_CACHE_DIR")
-    assert data.default_cache_dir().name == "tlf-companion"
-
-
-def test_atomic_save_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):
-    """Check that a write that fails half-way removes its temporary file and keeps the old file."""
-    target = tmp_path / "arrays.npz"
-    data.atomic_save_npz(target, x=np.arange(3))
-
-    def broken_savez(handle, **arrays):
-        handle.write(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(data.np, "savez", broken_savez)
-    with pytest.raises(OSError, match="disk full"):
-        data.atomic_save_npz(target, x=np.arange(5))
-    monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["arrays.npz"]
-    with np.load(target) as stored:
-        assert stored["x"].tolist() == [0, 1, 2]
+def test_resize_transform_resizes_the_shorter_side_then_crops_the_centre():
+    """Check that a tensor and a PIL image of the same pixels come out the same, square and centred."""
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)  # (H, W, 3)
+    from_tensor = data.resize_transform(20)(torch.from_numpy(pixels).permute(2, 0, 1))
+    from_pil = data.resize_transform(20, from_pil=True)(Image.fromarray(pixels))
+    assert from_tensor.shape == from_pil.shape == (3, 20, 20) and from_pil.dtype == torch.uint8
+    assert torch.equal(from_tensor, from_pil)
+    exact = torch.from_numpy(pixels[:, 10:50]).permute(2, 0, 1)  # already square after the crop
+    assert torch.equal(data.resize_transform(40)(torch.from_numpy(pixels).permute(2, 0, 1)), exact)
 
 
 def test_subset_accepts_masks_and_empty_lists():
@@ -183,3 +217,51 @@ def test_subset_accepts_masks_and_empty_lists():
     mask = dataset.labels == 1
     assert len(dataset.subset(mask)) == 2
     assert len(dataset.subset([])) == 0
+
+
+# ----------------------------------------------------------------------------- image folders
+@pytest.fixture(scope="module")
+def photos() -> data.ImageSet:
+    return data.make_dataset(2, "new", image_size=SIZE, seed=0, cache=False)  # 12 images, 6 classes
+
+
+def test_write_image_folder_round_trips_through_load_image_folder(tmp_path, photos):
+    """Check that written PNGs load back with the same pixels per class (ImageFolder sorts class names)."""
+    root = data.write_image_folder(photos, tmp_path / "photos")
+    (root / "ok" / "notes.txt").write_text("not an image: ImageFolder skips other extensions")
+    loaded = data.load_image_folder(root, image_size=SIZE)
+    assert loaded.classes == tuple(sorted(data.CLASSES))
+    assert len(loaded) == len(photos)
+    for name in data.CLASSES:
+        original = photos.images[photos.labels == data.CLASSES.index(name)]
+        reread = loaded.images[loaded.labels == loaded.classes.index(name)]
+        assert torch.equal(original, reread)
+
+
+def test_write_image_folder_bad_inputs(tmp_path, photos):
+    """Check that a non-empty target, an empty class, a bad class name and a non-ImageSet are refused unwritten."""
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="The 'root' parameter of write_image_folder must be a new or empty folder"):
+        data.write_image_folder(photos, tmp_path / "used")
+    with pytest.raises(ValueError, match=r"at least one image per class.*The classes \['dent'\] have none"):
+        data.write_image_folder(photos.subset(photos.labels != 1), tmp_path / "a")
+    renamed = data.ImageSet(photos.images, photos.labels, ("ok", "../up", "c", "d", "e", "f"))
+    with pytest.raises(ValueError, match="class names that can be folder names.*'../up' has a path separator"):
+        data.write_image_folder(renamed, tmp_path / "b")
+    with pytest.raises(TypeError, match="The 'dataset' parameter of write_image_folder must be a "
+                                        "companion.data.ImageSet"):
+        data.write_image_folder(photos.images, tmp_path / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
+
+
+def test_load_image_folder_reports_an_empty_class_and_a_broken_image(tmp_path, photos):
+    """Check the ImageFolder errors a practitioner meets first: an empty class folder, a broken file."""
+    root = data.write_image_folder(photos, tmp_path / "photos")
+    (root / "spare").mkdir()
+    with pytest.raises(ValueError, match="every class folder needs at least one image file.*spare"):
+        data.load_image_folder(root, image_size=SIZE)
+    (root / "spare").rmdir()
+    (root / "dent" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="cannot read .*broken.jpg.* as an image"):
+        data.load_image_folder(root, image_size=SIZE)

@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 import torch
 
-from companion import backbones, data, features, repro, strategies
+from companion import backbones, data, features, probes, repro, strategies
+from companion.recipes import RECIPES
 
 
 def pipeline() -> dict:
-    """Features, probe and a 3-step partial fine-tune on 48 rendered photos; every number kept."""
+    """Features, probe and a short partial fine-tune (2 epochs, 3 steps each) on 48 photos; every number kept."""
     repro.seed_everything(0, cpu_threads=None)  # keep the thread count the caller set: that is what is tested
     pool = data.make_dataset(8, image_size=64, seed=0, cache=False)  # 48 photos, 6 classes
     parts = data.stratified_split(pool, (0.5, 0.25, 0.25), seed=0)
@@ -36,13 +37,13 @@ def pipeline() -> dict:
     model = backbones.load_backbone(pretrained=True)
     X = {name: features.extract_features(model, part, device="cpu", cache=False)
          for name, part in parts.items()}  # (N, 1280) each
-    probe = features.fit_probe(X["train"], train_set.labels, X["val"], val_set.labels, seed=0)
-    tuned = strategies.run_strategy("partial_finetune", train_set, val_set, lr=1e-3, num_epochs=1,
-                                    seed=0, top_k_stages=1, batch_size=8, max_steps=3, device="cpu")
+    probe = probes.fit_probe(X["train"], train_set.labels, X["val"], val_set.labels, seed=0)
+    recipe = RECIPES["partial_top1"].with_(max_passes=2, patience=1, batch_size=8, eval_images=1)
+    tuned = strategies.run_strategy(recipe, train_set, val_set, lr=1e-3, seed=0, device="cpu")
     return {
         "features": X,
         "probe_weights": probe.pipeline.named_steps["classifier"].coef_,
-        "probe_test_accuracy": features.probe_accuracy(probe, X["test"], test_set.labels),
+        "probe_test_accuracy": probes.probe_accuracy(probe, X["test"], test_set.labels),
         "probe_C": probe.C,
         "tuned_weights": {k: v.clone() for k, v in tuned.model.state_dict().items()},
         "tuned_train_loss": tuned.history.train_loss[-1],

@@ -1,12 +1,24 @@
-"""Tests for companion.features: pooled features per depth, memory and disk caches, linear probes."""
+"""Tests for companion.features: pooled features per depth, and their memory and disk caches."""
 
 import copy
+
 import numpy as np
 import pytest
 import torch
 
-from companion import backbones, features, train
+from companion import backbones, cache, features, scratch
+from companion.backbones import BackboneSpec
+from companion.cache import CacheWarning
 from companion.data import ImageSet
+
+NUM_DEPTHS = backbones.get_spec().num_depths
+
+
+def plain_spec(name: str) -> BackboneSpec:
+    """The spec a hand-made model carries: one depth, the 0.5 / 0.5 normalisation."""
+    return BackboneSpec(name=name, timm_name=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=32,
+                        stage_layout=(("all", ("proj",)),), channels=(5,), strides=(8,), classifier="proj",
+                        first_conv="proj")
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +50,24 @@ def test_final_features_are_pooled_forward_features(model, dataset):
     X = features.extract_features(model, dataset, batch_size=4, device="cpu")
     model.eval()
     with torch.no_grad():
-        expected = model.forward_features(backbones.preprocess(dataset.images)).mean(dim=(2, 3))
-    assert X.shape == (6, 1280) and X.dtype == np.float32
+        expected = model.forward_features(backbones.preprocess(dataset.images, model)).mean(dim=(2, 3))
+    assert X.shape == (6, backbones.spec_of(model).num_features) and X.dtype == np.float32
     np.testing.assert_allclose(X, expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("depth", range(backbones.NUM_DEPTHS))
+def test_features_are_normalised_with_the_model_spec(dataset):
+    """Check that the images are normalised with the model's own mean and std (ImageNet's for efficientnet_b0)."""
+    b0 = backbones.load_backbone("efficientnet_b0", pretrained=False, seed=0)
+    X = features.extract_features(b0, dataset, depth=0, device="cpu", cache=False)
+    b0.eval()
+    with torch.no_grad():
+        right = backbones.forward_to_depth(b0, backbones.preprocess(dataset.images, "efficientnet_b0"), 0)
+        wrong = backbones.forward_to_depth(b0, backbones.preprocess(dataset.images, "efficientnet_lite0"), 0)
+    np.testing.assert_allclose(X, right.mean(dim=(2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(X, wrong.mean(dim=(2, 3)).numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("depth", range(NUM_DEPTHS))
 def test_depth_features_match_the_stage_outputs(model, dataset, depth):
     """Check that depth k has the channels of stage k and equals its pooled activation."""
     X = features.extract_features(model, dataset, depth=depth, device="cpu")
@@ -90,9 +114,9 @@ def test_features_are_memoised_until_weights_or_images_change(model, dataset):
 
 def test_extraction_restores_train_mode(dataset):
     """Check that extract_features runs in eval mode and leaves a training model training."""
-    scratch = train.make_scratch_cnn(3, width=4, seed=0).train()
-    X = features.extract_features(scratch, dataset, device="cpu")
-    assert X.shape == (6, 16) and scratch.training
+    network = scratch.make_scratch_cnn(3, width=4, seed=0).train()
+    X = features.extract_features(network, dataset, device="cpu")
+    assert X.shape == (6, 16) and network.training
 
 
 def test_extraction_leaves_the_model_layout_as_it_was(model, dataset):
@@ -107,7 +131,7 @@ def test_extraction_leaves_the_model_layout_as_it_was(model, dataset):
         features.extract_features(model, dataset, depth=1, device="cpu")
         after = {name: (p.device, p.stride()) for name, p in model.named_parameters()}
         assert after == before
-    channels_last = backbones.to_channels_last(copy.deepcopy(model))
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
     strides = {name: p.stride() for name, p in channels_last.named_parameters()}
     features.extract_features(channels_last, dataset, depth=1, device="cpu", cache=False)
     assert {name: p.stride() for name, p in channels_last.named_parameters()} == strides
@@ -115,89 +139,21 @@ def test_extraction_leaves_the_model_layout_as_it_was(model, dataset):
 
 def test_extract_features_rejects_bad_arguments(model, dataset):
     """Check the errors for a bad depth, dataset, batch size and a model without forward_features."""
-    with pytest.raises(ValueError, match=r"The 'depth' parameter of extract_features must be None or an int in \[0, 8\]. Got 9"):
+    with pytest.raises(ValueError, match=r"The 'depth' parameter of extract_features must be None or an int in "
+                                         r"\[0, 8\]. Got 9"):
         features.extract_features(model, dataset, depth=9)
-    with pytest.raises(TypeError, match="The 'dataset' parameter of extract_features must be a companion.data.ImageSet"):
+    with pytest.raises(TypeError, match="The 'dataset' parameter of extract_features must be a "
+                                        "companion.data.ImageSet"):
         features.extract_features(model, dataset.images)
-    with pytest.raises(ValueError, match="The 'dataset' parameter of extract_features must not be empty"):
+    with pytest.raises(ValueError, match="The 'dataset' parameter of extract_features must be a non-empty ImageSet"):
         features.extract_features(model, dataset.subset(torch.zeros(0, dtype=torch.long)))
     with pytest.raises(ValueError, match="The 'batch_size' parameter of extract_features must be an int >= 1"):
         features.extract_features(model, dataset, batch_size=0)
-    with pytest.raises(TypeError, match="needs a model with a forward_features method"):
+    with pytest.raises(TypeError, match="The 'model' parameter of extract_features must be a model with a "
+                                        "forward_features method"):
         features.extract_features(torch.nn.Conv2d(3, 4, 3), dataset)
-
-
-def blobs(num_per_class: int, seed: int, num_features: int = 8):
-    """Three Gaussian blobs, well separated: a linearly separable oracle."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(3), num_per_class)
-    centres = np.eye(3, num_features) * 6.0
-    return centres[y] + rng.normal(size=(len(y), num_features)), y
-
-
-def test_fit_probe_picks_a_C_and_beats_chance():
-    """Check that fit_probe chooses C from Cs on validation data and separates the blobs."""
-    X_train, y_train = blobs(10, seed=0)
-    X_val, y_val = blobs(5, seed=1)
-    X_test, y_test = blobs(20, seed=2)
-    result = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(0.01, 1.0), seed=0)
-    assert result.C in (0.01, 1.0) and set(result.val_accuracies) == {0.01, 1.0}
-    assert result.val_accuracy == max(result.val_accuracies.values())
-    assert features.probe_accuracy(result, X_test, y_test) > 0.9
-    assert result.pipeline.named_steps["classifier"].n_features_in_ == 8
-
-
-def test_fit_probe_refit_uses_train_and_val():
-    """Check that the default keeps the train-only fit and refit=True refits on train + val."""
-    X_train, y_train = blobs(5, seed=0)
-    X_val, y_val = blobs(5, seed=1)
-    refitted = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(1.0,), refit=True)
-    kept = features.fit_probe(X_train, y_train, X_val, y_val, Cs=(1.0,))
-    assert refitted.refit and not kept.refit
-    scaler_mean = refitted.pipeline.named_steps["scaler"].mean_
-    np.testing.assert_allclose(scaler_mean, np.concatenate([X_train, X_val]).mean(axis=0))
-    np.testing.assert_allclose(kept.pipeline.named_steps["scaler"].mean_, X_train.mean(axis=0))
-
-
-def test_fit_probe_accepts_torch_tensors():
-    """Check that features and labels may be torch tensors (e.g. ImageSet.labels)."""
-    X_train, y_train = blobs(5, seed=0)
-    result = features.fit_probe(torch.from_numpy(X_train), torch.from_numpy(y_train),
-                                X_train, y_train, Cs=(1.0,))
-    assert features.probe_accuracy(result, torch.from_numpy(X_train), torch.from_numpy(y_train)) > 0.9
-
-
-def test_fit_probe_rejects_bad_inputs():
-    """Check the errors for mismatched lengths, NaN, one class, feature counts and Cs."""
-    X, y = blobs(4, seed=0)
-    with pytest.raises(ValueError, match="must have one label per row of X_train. Got 11 labels for 12 rows"):
-        features.fit_probe(X, y[:-1], X, y)
-    bad = X.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="The 'X_val' parameter of fit_probe contains NaN or infinite values"):
-        features.fit_probe(X, y, bad, y)
-    with pytest.raises(ValueError, match=r"must contain at least 2 classes. Got only class \[0\]"):
-        features.fit_probe(X[y == 0], y[y == 0], X, y)
-    with pytest.raises(ValueError, match="must have the same number of features. Got 8 and 4"):
-        features.fit_probe(X, y, X[:, :4], y)
-    with pytest.raises(ValueError, match="must be a non-empty 2-D numeric array"):
-        features.fit_probe(X[:, 0], y, X, y)
-    with pytest.raises(ValueError, match="must be a 1-D integer array of class indices"):
-        features.fit_probe(X, y.astype(float), X, y)
-    with pytest.raises(ValueError, match="The 'Cs' parameter of fit_probe must be a non-empty sequence of floats > 0"):
-        features.fit_probe(X, y, X, y, Cs=(1.0, -1.0))
-    with pytest.raises(ValueError, match="The 'seed' parameter of fit_probe must be an int >= 0"):
-        features.fit_probe(X, y, X, y, seed=-1)
-
-
-def test_probe_accuracy_rejects_bad_inputs():
-    """Check that probe_accuracy rejects a non-ProbeResult and test features of the wrong width."""
-    X, y = blobs(4, seed=0)
-    result = features.fit_probe(X, y, X, y, Cs=(1.0,))
-    with pytest.raises(ValueError, match="The 'X_test' parameter of probe_accuracy must have 8 features"):
-        features.probe_accuracy(result, X[:, :3], y)
-    with pytest.raises(TypeError, match="The 'result' parameter of probe_accuracy must be a ProbeResult"):
-        features.probe_accuracy(result.pipeline, X, y)
+    with pytest.raises(TypeError, match="The 'model' parameter of extract_features must be a torch.nn.Module"):
+        features.extract_features("model", None)
 
 
 class TokenModel(torch.nn.Module):
@@ -206,6 +162,7 @@ class TokenModel(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.proj = torch.nn.Conv2d(3, 5, kernel_size=8, stride=8)
+        self.backbone_spec = plain_spec("token_model")
 
     def forward_features(self, x):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, T, 5)
@@ -228,7 +185,7 @@ def test_disk_cache_is_reused_after_the_memory_cache_is_cleared(model, dataset, 
     first = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
     key = features.feature_cache_key(model, dataset, 1)
     assert [path.name for path in tmp_path.iterdir()] == [f"{key}.npz"]
-    assert key.startswith(f"v{features.FEATURES_VERSION}-")
+    assert key.startswith(f"v{features.FEATURES_VERSION}-") and features.FEATURES_VERSION == 2
     features.clear_feature_cache()
     counter = CallCounter(model.conv_stem)
     second = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
@@ -237,10 +194,10 @@ def test_disk_cache_is_reused_after_the_memory_cache_is_cleared(model, dataset, 
     np.testing.assert_array_equal(first, second)
 
 
-def test_default_disk_cache_folder(model, dataset, tmp_path):
-    """Check that without cache_dir the files go to default_cache_dir() / "features"."""
+def test_default_disk_cache_folder(model, dataset):
+    """Check that without cache_dir the files go to cache.cache_dir() / "features"."""
     features.extract_features(model, dataset, depth=0, device="cpu")
-    assert len(list((tmp_path / "features").glob("*.npz"))) == 1
+    assert len(list((cache.cache_dir() / "features").glob("*.npz"))) == 1
 
 
 def test_a_new_features_version_or_head_changes_the_key(model, dataset, monkeypatch):
@@ -253,17 +210,32 @@ def test_a_new_features_version_or_head_changes_the_key(model, dataset, monkeypa
     assert features.feature_cache_key(model, dataset, None) != key
 
 
-@pytest.mark.parametrize("content", [b"not a zip file", b"PK\x03\x04truncated", None])
-def test_corrupt_or_foreign_cache_files_are_recomputed_and_replaced(model, dataset, tmp_path, content):
-    """Check that garbage, a truncated zip or a file with another key is recomputed and overwritten."""
+def _foreign(path, key):
+    np.savez(path, features=np.zeros((6, 16), np.float32), key=np.array("another key"))
+
+
+def _wrong_rows(path, key):
+    np.savez(path, features=np.zeros((5, 16), np.float32), key=np.array(key))
+
+
+def _a_folder(path, key):
+    (path / "inside").mkdir(parents=True)
+
+
+DAMAGE = {"garbage": lambda path, key: path.write_bytes(b"not a zip file"),
+          "truncated zip": lambda path, key: path.write_bytes(b"PK\x03\x04truncated"),
+          "another key": _foreign, "a folder": _a_folder}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_corrupt_or_foreign_cache_files_are_recomputed_and_replaced(model, dataset, tmp_path, damage):
+    """Check that garbage, a truncated zip, another key's file or a folder is recomputed, warned about and replaced."""
     expected = features.extract_features(model, dataset, depth=1, device="cpu", cache=False)
     key = features.feature_cache_key(model, dataset, 1)
     path = tmp_path / f"{key}.npz"
-    if content is None:  # a valid npz whose stored key is someone else's
-        np.savez(path, features=np.zeros((6, 16), np.float32), key=np.array("another key"))
-    else:
-        path.write_bytes(content)
-    X = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
+    DAMAGE[damage](path, key)
+    with pytest.warns(CacheWarning, match=key):
+        X = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
     with np.load(path) as stored:
         assert str(stored["key"]) == key
@@ -271,13 +243,23 @@ def test_corrupt_or_foreign_cache_files_are_recomputed_and_replaced(model, datas
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
 
 
+def test_a_file_with_the_wrong_number_of_rows_is_recomputed(model, dataset, tmp_path):
+    """Check that stored features of another length are not returned."""
+    expected = features.extract_features(model, dataset, depth=1, device="cpu", cache=False)
+    key = features.feature_cache_key(model, dataset, 1)
+    _wrong_rows(tmp_path / f"{key}.npz", key)
+    X = features.extract_features(model, dataset, depth=1, device="cpu", cache_dir=tmp_path)
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_an_unwritable_cache_dir_raises_a_clear_oserror(model, dataset, tmp_path):
-    """Check that a cache folder that cannot be created names the fixes (cache_dir, env, cache=False)."""
+    """Check that a cache folder that cannot be created names the fixes (env, cache=False)."""
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(OSError, match="Could not write the feature cache to .*a_file.*COMPANION_CACHE_DIR.*cache=False"):
+    with pytest.raises(OSError, match="Could not write the cache file .*a_file.*COMPANION_CACHE_DIR.*cache=False"):
         features.extract_features(model, dataset, depth=0, device="cpu", cache_dir=blocker / "features")
-    with pytest.raises(TypeError, match="The 'cache_dir' parameter of extract_features must be None, a str"):
+    with pytest.raises(TypeError, match="The 'cache_dir' parameter of extract_features must be None, a str or a "
+                                        "pathlib.Path"):
         features.extract_features(model, dataset, cache_dir=3)
 
 
@@ -289,7 +271,7 @@ def test_by_depth_matches_single_depths_in_one_pass(model, dataset):
     counter = CallCounter(model.conv_stem)
     by_depth = features.extract_features_by_depth(model, dataset, batch_size=4, device="cpu", cache=False)
     counter.handle.remove()
-    assert counter.calls == 2 and list(by_depth) == list(range(backbones.NUM_DEPTHS))
+    assert counter.calls == 2 and list(by_depth) == list(range(NUM_DEPTHS))
     for depth in (0, 4, 8):
         single = features.extract_features(model, dataset, depth=depth, device="cpu", cache=False)
         np.testing.assert_allclose(by_depth[depth], single, rtol=1e-4, atol=1e-5)
@@ -317,21 +299,10 @@ def test_by_depth_rejects_bad_depths(model, dataset, depths):
         features.extract_features_by_depth(model, dataset, depths)
 
 
-def test_probe_by_depth_rows(model):
-    """Check that probe_by_depth returns one row per depth with names, channels and accuracies."""
-    generator = torch.Generator().manual_seed(1)
-    labels = torch.arange(12) % 2
-    images = torch.randint(0, 80, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    images[labels == 1] += 150  # bright images are class 1: linearly separable at every depth
-    split = ImageSet(images, labels, ("dark", "bright"))
-    rows = features.probe_by_depth(model, split, split, split, depths=[0, 8], seed=0, Cs=(1.0,))
-    assert [row["depth"] for row in rows] == [0, 8] and [row["name"] for row in rows] == ["stem", "head"]
-    assert [row["channels"] for row in rows] == [32, 1280]
-    assert all(row["C"] == 1.0 and row["val_accuracy"] == row["test_accuracy"] == 1.0 for row in rows)
-
-
 class FlatModel(torch.nn.Module):
     """A model whose forward_features already returns pooled (B, C) vectors."""
+
+    backbone_spec = plain_spec("flat_model")
 
     def forward_features(self, x):
         return x.mean(dim=(2, 3))  # (B, 3)
@@ -345,12 +316,3 @@ def test_memory_cache_evicts_the_oldest_entry_and_flat_features_pass_through(dat
     flipped = ImageSet(dataset.images.flip(-1), dataset.labels, dataset.classes)
     features.extract_features(FlatModel(), flipped, device="cpu")
     assert list(features._FEATURE_CACHE) == [features.feature_cache_key(FlatModel(), flipped, None)]
-
-
-def test_other_argument_errors():
-    """Check the errors for a non-module model and a bad max_iter."""
-    X, y = blobs(4, seed=0)
-    with pytest.raises(TypeError, match="The 'model' parameter of extract_features must be a torch.nn.Module"):
-        features.extract_features("model", None)
-    with pytest.raises(ValueError, match="The 'max_iter' parameter of fit_probe must be an int >= 1"):
-        features.fit_probe(X, y, X, y, max_iter=0)

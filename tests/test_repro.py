@@ -60,8 +60,17 @@ def test_seed_everything_makes_python_numpy_and_torch_repeat():
 @pytest.mark.parametrize("seed", [-1, 1.5, True, "0", 2**32])
 def test_seed_everything_rejects_bad_seeds(seed):
     """Check that a seed that is not an int in [0, 2**32 - 1] raises a clear ValueError."""
-    with pytest.raises(ValueError, match="The 'seed' parameter of seed_everything must be an int"):
+    with pytest.raises(ValueError, match=r"The 'seed' parameter of seed_everything must be an int in "
+                                         r"\[0, 4294967295\]"):
         repro.seed_everything(seed)
+
+
+def test_seed_everything_accepts_numpy_integers():
+    """Check that np.int64 seeds and thread counts work like ints."""
+    repro.seed_everything(np.int64(5), cpu_threads=None)
+    first = _draw()
+    repro.seed_everything(5, cpu_threads=None)
+    assert _draw() == first
 
 
 @pytest.fixture
@@ -92,7 +101,7 @@ def test_deterministic_mode_sets_flags_and_cublas_config(restore_determinism):
 
 def test_deterministic_mode_rejects_non_bool():
     """Check that deterministic_mode only accepts a bool."""
-    with pytest.raises(TypeError, match="The 'enabled' parameter of deterministic_mode must be a bool"):
+    with pytest.raises(TypeError, match="The 'enabled' parameter of deterministic_mode must be True or False"):
         repro.deterministic_mode("yes")
 
 
@@ -148,3 +157,37 @@ def test_environment_report_lists_versions_and_is_stable():
     assert torch.__version__ in report
     assert report == repro.environment_report()
     assert re.search(r"\d{1,2}:\d{2}|\b20\d\d-\d\d", report) is None  # no clock time, no date
+
+
+# ----------------------------------------------------------------------------- the model as it was
+@pytest.mark.parametrize("training", [True, False])
+def test_model_left_as_it_was_restores_mode_and_memory_layout(training):
+    """Check that after the block the model has its train/eval mode and every tensor its strides and device."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train(training)
+    before = {name: (tensor.device, tensor.stride()) for name, tensor in model.state_dict().items()}
+    values = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with repro.model_left_as_it_was(model) as inside:
+        assert inside is model
+        model.train(not training).to(memory_format=torch.channels_last)
+        assert not model[0].weight.is_contiguous()
+    assert model.training == training and all(m.training == training for m in model.modules())
+    assert {name: (tensor.device, tensor.stride()) for name, tensor in model.state_dict().items()} == before
+    assert all(torch.equal(values[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_model_left_as_it_was_restores_even_when_the_block_raises():
+    """Check that an exception inside the block still gives the model back as it came, and propagates."""
+    model = torch.nn.Conv2d(3, 4, 3).train()
+    with pytest.raises(RuntimeError, match="inside"):
+        with repro.model_left_as_it_was(model):
+            model.eval().to(memory_format=torch.channels_last)
+            raise RuntimeError("inside")
+    assert model.training and model.weight.is_contiguous()
+
+
+def test_model_left_as_it_was_keeps_updates_made_inside():
+    """Check that the values computed inside the block (e.g. running statistics) are kept, only the layout restored."""
+    model = torch.nn.BatchNorm2d(3).train()
+    with repro.model_left_as_it_was(model):
+        model(torch.randn(4, 3, 5, 5) + 2.0)
+    assert model.running_mean.abs().min() > 0.05 and model.num_batches_tracked.item() == 1

@@ -1,0 +1,127 @@
+"""The decision guide: freeze the backbone, fine-tune part of it, or all of it?
+
+Scope: `recommend_strategy` turns two facts a team can measure before any fine-tuning, how many
+labels per class it has and how well a linear probe on the frozen backbone already does (the
+probe's *lift*, see `lift`), into a recipe of `companion.recipes.RECIPES`. Each of the `RULES`
+names the measurement of the course it comes from: the chapter, the section and the cell, with
+what was measured there; a rule for a cell the course did not measure says so. Where the
+measured strategies tie, a rule names the cheapest of the tied ones.
+
+Usage::
+
+    >>> from companion import guide
+    >>> advice = guide.recommend_strategy(labels_per_class=20, probe_accuracy=0.4, num_classes=6)
+    >>> advice.recipe.label
+    'head only'
+
+Taught in ``notebooks/08_practical_recipe.ipynb``; the measurements are chapter 4's decision
+guide and chapter 6's curves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+from companion.recipes import RECIPES, StrategyConfig
+from companion.validation import check_int, invalid
+
+__all__ = ["LIFT_THRESHOLD", "Rule", "RULES", "Recommendation", "lift", "recommend_strategy"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One cell of the guide: a range of labels per class and of lift, the recipe, its evidence.
+
+    ``max_labels`` and ``min_lift`` bound the cell (``None``: no bound); ``evidence`` says where
+    the course measured it and what the measurement showed, or that it was not measured.
+    """
+
+    name: str
+    max_labels: int | None
+    min_lift: float | None
+    recipe: str
+    evidence: str
+
+    def matches(self, labels_per_class: int, probe_lift: float) -> bool:
+        return ((self.max_labels is None or labels_per_class <= self.max_labels)
+                and (self.min_lift is None or probe_lift >= self.min_lift))
+
+
+# First match wins. The evidence sentences summarise committed notebook outputs; tests/test_guide.py
+# checks every rule against the cells it cites. Two targets were measured (the new camera, near
+# the existing one, and the x-ray scanner, far from it); between and beyond them the rules
+# interpolate.
+LIFT_THRESHOLD = 0.4
+RULES: tuple[Rule, ...] = (
+    Rule("few labels", 10, None, "linear_probe",
+         "chapter 4, 'A decision guide', 5 labels per class: on both targets the probe is the cheapest "
+         "strategy tied with the best, and scratch loses; chapter 5, section 3: full fine-tuning "
+         "loses to the head on 5 x-ray labels per class"),
+    Rule("some labels", 30, None, "head_only",
+         "chapter 4, 'A decision guide', 20 labels per class: on both targets the head is the cheapest "
+         "strategy tied with the best (full fine-tuning on the new camera, LP-FT on the scanner)"),
+    Rule("moderate labels, strong probe", 75, LIFT_THRESHOLD, "head_only",
+         "chapter 4, 'A decision guide', 50 labels per class on the x-ray scanner (probe lift above "
+         f"{LIFT_THRESHOLD}): the head is the best mean and the probe and partial fine-tuning tie with it"),
+    Rule("moderate labels, weak probe", 75, None, "scratch",
+         "chapter 4, 'A decision guide', 50 labels per class on the new camera (probe lift below "
+         f"{LIFT_THRESHOLD}): scratch is the best mean, full fine-tuning and LP-FT tie with it, the "
+         "frozen strategies lose"),
+    Rule("many labels", None, None, "lp_ft",
+         "chapter 6, 100 and 300 labels per class on the new camera: scratch beats the probe and "
+         "partial fine-tuning, so the backbone must change; LP-FT had the best validation accuracy of "
+         "the search at 300 (benchmarks/results/tuned_recipes.md, one seed), and chapter 8 tests it "
+         "against scratch on 600 photos"),
+)
+
+
+def lift(probe_accuracy: float, num_classes: int) -> float:
+    """How far a probe gets from chance towards a perfect score: ``(accuracy - chance) / (1 - chance)``.
+
+    >>> round(lift(0.5, 6), 2)
+    0.4
+    """
+    chance = 1.0 / num_classes
+    return (float(probe_accuracy) - chance) / (1.0 - chance)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A recipe, the rule that chose it and the evidence behind the rule."""
+
+    recipe: StrategyConfig
+    rule: str
+    evidence: str
+    lift: float
+    labels_per_class: int
+
+    def __str__(self) -> str:
+        return (f"recommended: {self.recipe.label} (RECIPES[{self.recipe_key!r}])\n"
+                f"rule: {self.rule} ({self.labels_per_class} labels per class, probe lift {self.lift:.2f})\n"
+                f"evidence: {self.evidence}")
+
+    @property
+    def recipe_key(self) -> str:
+        return next(key for key, config in RECIPES.items() if config == self.recipe)
+
+
+def recommend_strategy(labels_per_class: int, probe_accuracy: float, num_classes: int) -> Recommendation:
+    """The guide's recipe for a label budget and a frozen backbone's probe accuracy.
+
+    ``labels_per_class`` counts the labels of the smallest class of the training split;
+    ``probe_accuracy`` is a linear probe's validation accuracy on the frozen backbone's final
+    features (`companion.strategies.run_strategy` with ``RECIPES["linear_probe"]``).
+    """
+    func = "recommend_strategy"
+    labels_per_class = check_int(labels_per_class, "labels_per_class", func, low=1)
+    num_classes = check_int(num_classes, "num_classes", func, low=2)
+    if isinstance(probe_accuracy, bool) or not isinstance(probe_accuracy, Real) or not (
+            math.isfinite(probe_accuracy) and 0.0 <= probe_accuracy <= 1.0):
+        hint = "Give a fraction, not a percentage." if isinstance(probe_accuracy, Real) and \
+            1.0 < probe_accuracy <= 100.0 else ""
+        raise invalid(probe_accuracy, "probe_accuracy", func, "a float in [0, 1]", hint)
+    probe_lift = lift(probe_accuracy, num_classes)
+    rule = next(rule for rule in RULES if rule.matches(labels_per_class, probe_lift))
+    return Recommendation(RECIPES[rule.recipe], rule.name, rule.evidence, probe_lift, labels_per_class)

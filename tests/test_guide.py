@@ -1,0 +1,119 @@
+"""The decision guide: every rule agrees with the committed measurement it cites, and bad input is refused.
+
+The rules of `companion.guide` are typed, but the cells they cite are printed by chapters 4 and 6;
+these tests read those notebooks' committed outputs (which nbval checks against a fresh run) and
+fail when a rerun changes a verdict a rule rests on.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from companion import guide
+from companion.recipes import RECIPES
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER_4 = ROOT / "notebooks" / "04_feature_extraction_vs_fine_tuning.ipynb"
+CHAPTER_6 = ROOT / "notebooks" / "06_sample_efficiency.ipynb"
+TARGETS = ("new camera", "x-ray")
+
+
+def outputs(path: Path) -> str:
+    chunks = []
+    for cell in json.loads(path.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")
+            chunks.append("".join(text) if isinstance(text, list) else text)
+    return "\n".join(chunks)
+
+
+def cheapest_tied(target: str) -> dict[int, str]:
+    """Chapter 4's summary line ``<target>, cheapest of the tied: 5/class linear probe; ...``."""
+    line = re.search(rf"^{re.escape(target)}, cheapest of the tied: (.*)$", outputs(CHAPTER_4), re.MULTILINE)
+    assert line, f"chapter 4 prints no 'cheapest of the tied' line for {target}"
+    return {int(n): label for n, label in re.findall(r"(\d+)/class ([^;]+)", line.group(1))}
+
+
+def probe_accuracy(target: str, n_per_class: int) -> float:
+    """The linear probe's mean test accuracy in chapter 4's table of ``target``."""
+    text = outputs(CHAPTER_4)
+    table = text[text.index(f"{target}: test accuracy"):]
+    header, row = table.splitlines()[1], next(line for line in table.splitlines() if line.startswith("linear probe"))
+    budgets = [int(n) for n in re.findall(r"(\d+)/class", header)]
+    means = [float(m) for m in re.findall(r"(\d\.\d+) \+-", row)]
+    return means[budgets.index(n_per_class)]
+
+
+def label(recipe: str) -> str:
+    return RECIPES[recipe].label
+
+
+def rule(name: str) -> guide.Rule:
+    return next(rule for rule in guide.RULES if rule.name == name)
+
+
+def test_few_labels_take_the_cheapest_tied_strategy_of_chapter_4_at_5_per_class():
+    """Check that at 5 labels per class the probe (or the head, which trains as many numbers) is cheapest tied."""
+    same_cost = {label("linear_probe"), label("head_only")}
+    for target in TARGETS:
+        assert cheapest_tied(target)[5] in same_cost
+    assert rule("few labels").recipe == "linear_probe"
+    assert guide.recommend_strategy(5, 0.3, 6).recipe == RECIPES["linear_probe"]
+
+
+def test_some_labels_take_the_head_the_cheapest_tied_at_20_per_class():
+    """Check that at 20 labels per class the head is the cheapest strategy tied with the best on both targets."""
+    for target in TARGETS:
+        assert cheapest_tied(target)[20] == label("head_only")
+    assert guide.recommend_strategy(20, 0.4, 6).recipe == RECIPES["head_only"]
+
+
+def test_the_probe_lift_splits_the_two_targets_at_50_per_class():
+    """Check the lift threshold against chapter 4: above it the head ties the best, below it scratch does."""
+    strong, weak = (guide.lift(probe_accuracy(target, 50), 6) for target in ("x-ray", "new camera"))
+    assert weak < guide.LIFT_THRESHOLD <= strong
+    assert cheapest_tied("x-ray")[50] == label("head_only")
+    assert cheapest_tied("new camera")[50] == label("scratch")
+    assert guide.recommend_strategy(50, probe_accuracy("x-ray", 50), 6).recipe == RECIPES["head_only"]
+    assert guide.recommend_strategy(50, probe_accuracy("new camera", 50), 6).recipe == RECIPES["scratch"]
+
+
+def test_many_labels_leave_the_frozen_strategies_as_chapter_6_measured():
+    """Check that chapter 6 prints scratch beating the probe and partial fine-tuning at 100 and 300 per class."""
+    text = outputs(CHAPTER_6)
+    for n in (100, 300):
+        line = next(line for line in text.splitlines() if line.strip().startswith(f"{n}/class:"))
+        assert "scratch beats linear probe" in line and "scratch beats partial (top 2)" in line, line
+    assert guide.recommend_strategy(300, 0.5, 6).recipe == RECIPES["lp_ft"]
+
+
+def test_every_rule_names_a_recipe_and_cites_a_chapter():
+    """Check that each rule's recipe exists and its evidence names where it was measured."""
+    for each in guide.RULES:
+        assert each.recipe in RECIPES
+        assert re.search(r"chapter \d", each.evidence), each
+    assert guide.RULES[-1].max_labels is None and guide.RULES[-1].min_lift is None  # a rule matches every input
+
+
+def test_a_recommendation_prints_its_rule_and_evidence():
+    """Check the printed recommendation names the recipe, the rule, the lift and the evidence."""
+    text = str(guide.recommend_strategy(300, 0.5, 6))
+    assert text.startswith("recommended: LP-FT (RECIPES['lp_ft'])")
+    assert "rule: many labels (300 labels per class, probe lift 0.40)" in text and "chapter 6" in text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"labels_per_class": 0}, "labels_per_class"),
+    ({"labels_per_class": 2.5}, "labels_per_class"),
+    ({"probe_accuracy": 55.0}, "Give a fraction, not a percentage"),
+    ({"probe_accuracy": float("nan")}, "probe_accuracy"),
+    ({"probe_accuracy": True}, "probe_accuracy"),
+    ({"num_classes": 1}, "num_classes"),
+])
+def test_bad_input_is_refused_with_the_parameter_named(kwargs, message):
+    """Check that each bad argument gets a ValueError naming it (and the percentage hint)."""
+    arguments = {"labels_per_class": 20, "probe_accuracy": 0.5, "num_classes": 6, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        guide.recommend_strategy(**arguments)
