@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
     return hasher.hexdigest()
 
 
+_SCRATCH = re.compile(r"scratch_cnn_w(\d+)")  # the spec name of scratch.make_scratch_cnn(width=...)
+
 def _head_name(model: nn.Module) -> str:
     """The state-dict prefix of the model's classifier, from its spec (``"classifier"`` for EfficientNets)."""
     spec = backbones.spec_of(model)
@@ -82,8 +85,8 @@ def save_classifier(model: nn.Module, path: str | os.PathLike, classes: Sequence
     check_instance(model, "model", func, nn.Module, "a torch.nn.Module",
                    hint="Pass result.model for a StrategyResult." if hasattr(model, "model") else "")
     spec = backbones.spec_of(model)
-    check(spec.timm_name is not None, model, "model", func, "a registered timm backbone (backbones.load_backbone)",
-          "The course's own networks cannot be rebuilt from a name.")
+    check(spec.timm_name is not None or _SCRATCH.fullmatch(spec.name) is not None, model, "model", func,
+          "a registered timm backbone (backbones.load_backbone) or a scratch.make_scratch_cnn network")
     check_instance(path, "path", func, (str, os.PathLike), "a file path ending in .safetensors")
     path = Path(path)
     check(path.suffix == ".safetensors", str(path), "path", func, "a file path ending in .safetensors")
@@ -191,7 +194,13 @@ def load_classifier(path: str | os.PathLike, *, device: torch.device | str | Non
                          f"its head '{head}.weight' has {weight.shape[0]} rows, one per class; expected them "
                          "to agree. The metadata belongs to another model: re-save with save_classifier.")
     try:
-        model = backbones.load_backbone(metadata["backbone"], pretrained=False, num_classes=len(classes), seed=0)
+        scratch_width = _SCRATCH.fullmatch(metadata["backbone"])
+        if scratch_width is not None:  # the course's scratch CNN: rebuilt from its width
+            from companion import scratch
+            model = scratch.make_scratch_cnn(len(classes), width=int(scratch_width.group(1)), seed=0)
+        else:
+            model = backbones.load_backbone(metadata["backbone"], pretrained=False, num_classes=len(classes),
+                                            seed=0)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{func}: {str(path)!r} names the backbone {metadata['backbone']!r}, which cannot be "
                          f"rebuilt ({error}).") from None
