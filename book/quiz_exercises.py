@@ -18,6 +18,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -27,19 +28,24 @@ from companion import quiz
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "knowledge_check.ipynb"
+
+
+def _set_repository():
+    """tools/set_repository.py: it derives the badge and the install cell from _config.yml."""
+    spec = importlib.util.spec_from_file_location("set_repository",
+                                                  ROOT / "tools" / "set_repository.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+repository = _set_repository()
 CONCEPT_BLURBS = {
     "reusable features": "What a pretrained backbone has learned that is worth keeping.",
     "source-target similarity": "When the source data are close enough to yours for reuse to pay.",
     "feature extraction vs fine-tuning": "Keep the backbone fixed, or let it learn: how and why.",
     "practice": "The details that decide whether an experiment means what you think.",
 }
-COLAB_CELL = (
-    'import sys\n\n'
-    'if "google.colab" in sys.modules:  # install the companion package on Colab only\n'
-    '    import subprocess\n'
-    '    subprocess.run([sys.executable, "-m", "pip", "install", "-q",\n'
-    '                    "git+https://github.com/transfer-learning-fundamentals/course"], check=True)'
-)
 
 
 def _markdown(text: str) -> str:
@@ -68,9 +74,10 @@ def _answer(number: int, question: dict) -> str:
                 lines += [f"- **{letter}. {_markdown(choice['answer'])}** "
                           f"{_markdown(choice['feedback'])}"]
     elif question["type"] == "numeric":
-        low = question["answer"] - question["tolerance"]
-        high = question["answer"] + question["tolerance"]
-        lines += [f"**{question['answer']:g}** (anything from {low:g} to {high:g} counts). "
+        exact = question["tolerance"] < 1 and float(question["answer"]).is_integer()
+        accepted = "an exact count" if exact else f"answers within {question['tolerance']:g} count"
+        answer = f"{int(question['answer']):,}" if exact else f"{question['answer']:g}"
+        lines += [f"**{answer}** ({accepted}). "
                   f"{_markdown(question['feedback_correct'])}"]
     else:
         lines += ["One solution (yours may differ and still pass "
@@ -91,19 +98,19 @@ def _mapping_table(vocabulary: dict[str, str], key: str, heading: str) -> str:
 def build_cells() -> list[nbformat.NotebookNode]:
     """Return the page's cells, without outputs, with stable cell ids."""
     v4 = nbformat.v4
+    setting = repository.read_setting(ROOT)
+    install = repository.install_cell_source(setting.url, repository.read_version(ROOT))
     cells = [
         v4.new_markdown_cell(
             "# Knowledge check\n\n"
-            "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            "(https://colab.research.google.com/github/transfer-learning-fundamentals/course/blob/main/"
-            "book/knowledge_check.ipynb)\n\n"
+            + repository.colab_badge(setting, PAGE.relative_to(ROOT).as_posix()) + "\n\n"
             "Every question of the course in one place, grouped by the idea it checks. Click an "
             "answer, or type a number and press Enter, to see at once whether it is right and "
             "why; each feedback names the section to reread. The answers are also written out "
             "under each group, behind a dropdown. Code exercises are checked by running "
             "<code>quiz.check\\_...</code> on your function in Jupyter or on Colab, where the "
             "last cell of this page also adds up your score."),
-        v4.new_code_cell(COLAB_CELL),
+        v4.new_code_cell(install, metadata={"tags": [repository.INSTALL_TAG]}),
         v4.new_code_cell("from companion import quiz"),
     ]
     order = []
@@ -153,6 +160,7 @@ def write(path: Path = PAGE) -> None:
     for index, cell in enumerate(cells):
         previous = old.get(cell["id"])
         if previous is not None and previous["source"] == cell["source"]:
+            previous.metadata.update(cell.metadata)  # the install cell's tag
             cells[index] = previous
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=metadata), path)
 

@@ -42,11 +42,19 @@ INSIGHTS = {  # the lesson's key insights
     "similarity": "Transfer gives most when the pretrained features match what the target needs.",
     "regimes": "Freezing favours safety and low cost; fine-tuning favours adaptation.",
 }
+NUMERIC_KINDS = {  # what a numeric question asks of the reader ("kind" in the question files)
+    "prediction": "a value to predict by reasoning before running; the notebook computes it",
+    "derived": "a quantity worked out from printed values: a difference, a ratio, a count",
+    "lookup": "a number to copy from an output (at most a quarter of all questions)",
+}
 _COMMON = {"id", "type", "concept", "objectives", "insights", "section", "question"}
 _KEYS = {"multiple_choice": {"answers"}, "many_choice": {"answers"},
-         "numeric": {"answer", "tolerance", "feedback_correct", "feedback_wrong"},
+         "numeric": {"kind", "answer", "tolerance", "feedback_correct", "feedback_wrong"},
          "code": {"function", "checker", "starter", "solution"}}
-_OPTIONAL = {"numeric": {"hints", "precision"}}
+# "fixed_order": true marks choices that must stay in their order (a scale); tests/test_quiz.py
+# leaves them out of the check that the correct answers are spread over the positions.
+_OPTIONAL = {"multiple_choice": {"fixed_order"}, "many_choice": {"fixed_order"},
+             "numeric": {"hints", "precision"}}
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
@@ -204,6 +212,10 @@ def show(chapter: str | None = None, *, concept: str | None = None) -> None:
 
     The output is the same on every run (nbval compares it): jupyterquiz's element ids come from
     ``random``, seeded here from the question set; the caller's random state is restored.
+    Answers are shown in their stored order, not shuffled: each choice carries the letter that
+    ``grade``, ``score`` and the knowledge-check page use, and jupyterquiz would shuffle them in
+    the browser, on every load. The question files spread the correct letters instead
+    (tests/test_quiz.py checks it).
     In a notebook: ``quiz.show("01_meet_the_data_and_backbone")`` or ``quiz.show(concept="practice")``
     (it displays HTML and JavaScript, so it has no doctest).
     """

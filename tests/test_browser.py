@@ -4,7 +4,10 @@ Serves ``_build/html`` (``make book`` first if a quiz page is missing or stale) 
 each page that holds a quiz in Debian's chromium through Playwright (no browser download: the
 test uses /usr/bin/chromium), answers one question right and one wrong, types a numeric answer,
 compares the feedback with the question files, and saves a full-page screenshot of each page in
-``_build/screenshots/``. Every other page with a quiz (each notebook that calls ``quiz.show``) is
+``_build/screenshots/``. On the knowledge-check page it goes through one question of each type:
+a single choice, a many-choice question (two right picks, then a wrong one), a numeric answer,
+and a code exercise, which is static text there (its checker runs in Jupyter), so the test
+checks that the task, the starter code and the call to run are shown. Every other page with a quiz (each notebook that calls ``quiz.show``) is
 opened too: it must show one quiz per question, answer a click with feedback, and gets its
 screenshot. Skipped, with the reason, when playwright or chromium is missing.
 """
@@ -35,10 +38,13 @@ pytestmark = pytest.mark.skipif(
 # question files.
 PAGES = {
     "notebooks/01_meet_the_data_and_backbone": (
-        "ch01-random-control", "A", "B", "ch01-crate-fraction", "84/240", "35"),
+        "ch01-random-control", "D", "A", "ch01-normalisation", "-3/5", "101"),
     "book/knowledge_check": (
-        "intro-what-is-reused", "B", "C", "ch01-normalisation", "-0.5", "-1.03"),
+        "intro-what-is-reused", "C", "B", "ch01-normalisation", "-0.6", "-1.25"),
 }
+# knowledge check: a many-choice question (two right letters, a wrong one) and a code exercise
+MANY_CHOICE = ("ch01-camera-presets", ("A", "E"), "B")
+CODE_EXERCISE = "ch04-freeze-up-to"
 
 
 def _quiz_pages() -> list[str]:
@@ -158,5 +164,48 @@ def test_every_quiz_page_shows_its_questions(site, browser, loopback_only, page_
         assert feedback.get_attribute("class").split()[-1] == verdict
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{stem}_all.png"), full_page=True)
+    assert [error for error in errors if "'THEBE_JS_URL' has already been" not in error] == []
+    page.close()
+
+
+def test_knowledge_check_goes_through_each_type_of_question(site, browser, loopback_only):
+    """Check a many-choice question (two right picks, then a wrong one) and a code exercise on the knowledge check.
+
+    The single-choice and numeric questions of the page are answered by
+    test_quiz_gives_feedback_in_the_built_book.
+    """
+    kinds = {question["type"] for question in quiz.questions()}
+    assert kinds == {"multiple_choice", "many_choice", "numeric", "code"}, kinds
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{site}/book/knowledge_check.html")
+    page.wait_for_selector("div.Quiz")
+
+    qid, rights, wrong = MANY_CHOICE
+    question = _question(qid)
+    assert question["type"] == "many_choice"
+    total = sum(choice["correct"] for choice in question["answers"])
+    for count, letter in enumerate(rights, start=1):
+        label, expected = _choice_feedback(qid, letter)
+        page.locator("label.MCButton", has_text=label).click()
+        _, feedback = _feedback_of(page, label)
+        assert feedback.inner_text().strip() == f"{expected} [{count}/{total}]"
+        assert feedback.get_attribute("class").split()[-1] == "correct"
+    label, expected = _choice_feedback(qid, wrong)
+    page.locator("label.MCButton", has_text=label).click()
+    _, feedback = _feedback_of(page, label)
+    assert feedback.inner_text().strip() == f"{expected} [0/{total}]"
+    assert feedback.get_attribute("class").split()[-1] == "incorrect"
+
+    exercise = _question(CODE_EXERCISE)
+    block = page.locator("div.companion-exercise", has_text=f"({CODE_EXERCISE})")
+    assert block.count() == 1
+    text = block.inner_text()
+    assert f"quiz.{exercise['checker']}({exercise['function']})" in text
+    assert f"def {exercise['function']}(" in block.locator("pre").inner_text()
+    answer = page.locator("details, .dropdown", has_text=f"Answer to").filter(
+        has_text=f"({CODE_EXERCISE})")
+    assert answer.count() >= 1  # the dropdown with a reference solution
     assert [error for error in errors if "'THEBE_JS_URL' has already been" not in error] == []
     page.close()

@@ -11,7 +11,7 @@ from quiz_questions import by_id as _by_id, function_from as _function
 from companion import backbones, exercises, quiz
 
 
-@pytest.mark.parametrize("qid", ["ch01-freeze-up-to", "ch01-param-groups", "ch02-probe-accuracy",
+@pytest.mark.parametrize("qid", ["ch04-freeze-up-to", "ch05-param-groups", "ch02-probe-accuracy",
                                  "ch02-extract-features"])
 def test_checker_accepts_the_reference_solution_and_refuses_the_starter(qid):
     """Check that each code exercise's checker passes its solution and fails its starter code."""

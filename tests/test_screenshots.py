@@ -130,3 +130,18 @@ def test_page_screenshot_and_no_sideways_scroll(site, browser, loopback_only, pa
         assert layout["scrollWidth"] <= layout["innerWidth"] + 1, (
             f"{page_path} scrolls sideways at {width} px: the page is {layout['scrollWidth']} px "
             f"wide. Elements sticking out: {layout['culprits']}")
+
+
+def test_every_page_of_the_book_is_photographed():
+    """Check that the pages photographed are those of _toc.yml, each with its source, and that no
+    page in book/ or notebooks/ is left out of the toc (and so out of the book and the screenshots)."""
+    assert PAGES == [str(Path(page).with_suffix("")) for page in
+                     toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))]
+    assert len(PAGES) == len(set(PAGES))
+    for page in PAGES:
+        assert len(list(ROOT.glob(page + ".*"))) == 1, f"{page} in _toc.yml has no single source"
+    sources = sorted((ROOT / "book").glob("*.md")) + sorted((ROOT / "book").glob("*.ipynb")) \
+        + sorted((ROOT / "notebooks").glob("*.ipynb"))
+    outside = [str(path.relative_to(ROOT).with_suffix("")) for path in sources
+               if str(path.relative_to(ROOT).with_suffix("")) not in PAGES]
+    assert outside == [], f"pages missing from _toc.yml, so from the screenshots: {outside}"
