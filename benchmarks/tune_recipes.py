@@ -1,20 +1,21 @@
 """The learning-rate search behind `companion.recipes.RECIPES`: the same search for every strategy.
 
-For every recipe and every label budget, each value of the recipe's grid (four learning rates;
-four values of C for the linear probe) trains on the same images with the same seeds, and the
+For every recipe and every label budget, each value of the recipe's grid (five learning rates;
+five values of C for the linear probe) trains on the same images with the same seeds, and the
 value with the best mean validation accuracy wins (ties: the smaller value). The data is a
 tuning set of its own, never used by a chapter: the new camera rendered with seed 100, a pool of
 300 parcels per class and a validation split of 50 per class (300 images, so the choice is less
 noisy than on a chapter's validation split). Budgets 5, 20 and 50 labels per class average two
-seeds; 100 and 300 use one. Every run stops on the recipe's own rule (validation accuracy,
-patience, a maximum).
+seeds; 100 and 300 use one (the whole-network strategies skip some budgets, see `BUDGETS_OF`). Every
+run stops on the recipe's own rule (validation accuracy, patience, a maximum).
 
 Writes ``results/tuned_recipes.json`` and ``results/tuned_recipes.md`` atomically and prints the
 ``tuned`` tuples to paste into ``companion/recipes.py`` (a test checks that the two agree). Each
 run is cached in ``results/tuning_runs/`` (named by a hash of the recipe, the value, the budget,
-the seed, the image size and the renderer version), so an interrupted search resumes and a
-finished one re-prints in seconds. The key does not hold the training code: after changing
-how a strategy trains, delete that strategy's files there (their ``key`` names the recipe).
+the seed, the image size and the renderer version; not the grid, so widening a grid runs only
+the new values), so an interrupted search resumes and a finished one re-prints in seconds. The
+key does not hold the training code: after changing how a strategy trains, delete that
+strategy's files there (their ``key`` names the recipe).
 
 Usage (about an hour on 2 CPU cores)::
 
@@ -41,6 +42,11 @@ from _common import write_atomically  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGETS = (5, 20, 50, 100, 300)
+# The whole-network strategies are searched only at the budgets where a chapter runs them on a CPU
+# (LP-FT: chapter 4 at 20; full fine-tuning: chapter 5 at 5, chapter 4 at 20, chapter 8 at 300,
+# and 50 as a reference): one search at 300 takes most of an hour on 2 cores. Elsewhere
+# value_for gives the value tuned at the nearest budget, and FULL = True searches where it runs.
+BUDGETS_OF = {"lp_ft": (20,), "full_finetune": (5, 20, 50, 300)}
 SEEDS = {5: (0, 1), 20: (0, 1), 50: (0, 1), 100: (0,), 300: (0,)}
 TUNING_SEED = 100  # the render seed of the tuning set: no chapter uses it
 
@@ -74,12 +80,13 @@ def main() -> None:
     for name in args.only or list(RECIPES):
         config = RECIPES[name].with_(tuned=())
         results[name] = {}
-        for n in BUDGETS:
+        for n in BUDGETS_OF.get(name, BUDGETS):
             scores = {}
             for value in config.grid:
                 runs = []
                 for seed in SEEDS[n]:
-                    key = {"recipe": dataclasses.asdict(config), "value": value, "n": n, "seed": seed,
+                    recipe = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("grid", "tuned")}
+                    key = {"recipe": recipe, "value": value, "n": n, "seed": seed,
                            "size": args.image_size, "renderer": render.RENDERER_VERSION}
                     train_set = data.sample_per_class(train_pool, n, seed=seed)
 
@@ -103,12 +110,17 @@ def main() -> None:
     write_atomically(RESULTS / "tuned_recipes.json", json.dumps(old, indent=1, sort_keys=True))
     lines = ["# Tuned recipes", "", f"`python benchmarks/tune_recipes.py`: the new camera, render seed {TUNING_SEED}, "
              f"{args.image_size} px, pool 300 per class, validation 50 per class; mean validation accuracy over "
-             "seeds 0-1 (5-50 labels per class) or seed 0 (100, 300). **Bold**: the value chosen.", "",
-             "| recipe | labels/class | " + " | ".join(["grid value: val accuracy"] * 3) + " |", "|---|---|---|---|---|"]
+             "seeds 0-1 (5-50 labels per class) or seed 0 (100, 300). **Bold**: the value chosen; "
+             "(edge): it is the grid's smallest or largest value. (max): a run used up its maximum.", "",
+             "| recipe | labels/class | " + " | ".join(["grid value: val accuracy"] * 5) + " |",
+             "|---|---|" + "---|" * 5]
     for name, cells in old.items():
         for n, cell in sorted(cells.items(), key=lambda item: int(item[0])):
-            shown = [(f"**{v}: {s['val']:.3f}**" if float(v) == cell["best"] else f"{v}: {s['val']:.3f}")
-                     + (" (max)" if s["hit_max"] else "") for v, s in cell["scores"].items()]
+            values = [float(v) for v in cell["scores"]]
+            edge = cell["best"] in (min(values), max(values))  # the best rate may lie outside the grid
+            shown = [(f"**{v}: {s['val']:.3f}{' (edge)' if edge else ''}**" if float(v) == cell["best"]
+                      else f"{v}: {s['val']:.3f}") + (" (max)" if s["hit_max"] else "")
+                     for v, s in cell["scores"].items()]
             lines.append(f"| {name} | {n} | " + " | ".join(shown) + " |")
     write_atomically(RESULTS / "tuned_recipes.md", "\n".join(lines) + "\n")
     print("\nPaste into companion/recipes.py:")

@@ -65,8 +65,10 @@ class PairedDifference:
         return self.names[0] if self.low > 0 else self.names[1] if self.high < 0 else None
 
     def __str__(self) -> str:
+        seeds = (f"{self.num_seeds} seeds" if self.num_seeds > 1
+                 else "1 seed: training randomness not counted")
         return (f"{self.names[0]} - {self.names[1]}: {self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] "
-                f"({self.num_seeds} seeds, {self.num_test} test images): {self.verdict}")
+                f"({seeds}, {self.num_test} test images): {self.verdict}")
 
 
 def _correctness(runs, name: str, func: str) -> np.ndarray:
@@ -119,6 +121,8 @@ def paired_difference(correct_a, correct_b, *, names: tuple[str, str] = ("a", "b
 def accuracy_interval(correct) -> tuple[float, float, float]:
     """Mean accuracy over seeds and its 95 % interval ``(mean, low, high)``, seed and test error counted.
 
+    The interval is clipped to [0, 1].
+
     >>> mean, low, high = accuracy_interval([np.r_[np.ones(60, bool), np.zeros(40, bool)]] * 3)
     >>> round(mean, 2), round(high - mean, 2)
     (0.6, 0.1)
@@ -130,4 +134,4 @@ def accuracy_interval(correct) -> tuple[float, float, float]:
     test_variance = float(np.mean(accuracies * (1 - accuracies))) / num_test
     seed_variance = float(accuracies.var(ddof=1)) if num_seeds > 1 else 0.0
     low, high = _interval(mean, seed_variance, num_seeds, test_variance, num_test)
-    return mean, low, high
+    return mean, max(low, 0.0), min(high, 1.0)

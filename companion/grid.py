@@ -43,19 +43,27 @@ from companion.validation import check, check_bool, check_image_set, check_insta
 _RUN_MODULES = ("adapt", "backbones", "data", "grid", "prefix", "probes", "recipes", "render", "cameras",
                 "scratch", "strategies", "train")
 
-__all__ = ["run_grid", "summarize", "schedule_check", "compare_rows", "table", "ranking", "cheapest_tied", "advice"]
+__all__ = ["run_grid", "make_row", "summarize", "schedule_check", "compare_rows", "table", "ranking", "cheapest_tied", "advice"]
 
 
-def _row(label: str, n_per_class: int, result: strategies.StrategyResult, scores: dict | None,
-         evaluation: dict) -> dict:
+def make_row(label: str, n_per_class: int, result: strategies.StrategyResult, evaluation: dict,
+             scores: dict | None = None) -> dict:
+    """The row `run_grid` makes of one run: for runs made by hand, whose models a notebook keeps.
+
+    ``evaluation`` is `companion.strategies.evaluate_strategy`'s dict; ``scores`` the search's
+    validation accuracy per grid value, if any. `summarize`, `schedule_check`, `table`,
+    `compare_rows` and `ranking` take these rows as they take `run_grid`'s.
+    """
     history = result.history
     return {"label": label, "strategy": result.strategy, "n_per_class": n_per_class, "seed": result.seed,
             "lr": result.lr, "C": result.probe.C if result.probe is not None else None,
-            "search": dict(result.probe.val_accuracies) if scores is None and not result.config.tunes_lr else scores, "val_accuracy": result.val_accuracy,
+            "search": dict(result.probe.val_accuracies) if scores is None and not result.config.tunes_lr else scores,
+            "val_accuracy": result.val_accuracy,
             "test_accuracy": evaluation["accuracy"], "correct": evaluation["correct"],
             "epochs_run": history.num_epochs if history else 0, "best_epoch": history.best_epoch if history else 0,
             "stopped_early": history.stopped_early if history else True,
             "hit_max": history.hit_max if history else False,
+            "kept_first": bool(history and history.val_epochs and history.best_epoch == history.val_epochs[0]),
             "trainable_parameters": result.trainable_parameters, "seconds": result.seconds}
 
 
@@ -93,7 +101,7 @@ def _run(label: str, n_per_class: int, config: StrategyConfig, train_set: ImageS
     result = strategies.run_strategy(config, train_set, val_set, lr=lr, seed=seed, prefix_cache=prefix_cache,
                                      device=device)
     evaluation = strategies.evaluate_strategy(result, test_set, prefix_cache=prefix_cache, device=device)
-    row = _row(label, n_per_class, result, None, evaluation)
+    row = make_row(label, n_per_class, result, evaluation)
     if use_cache:
         stored_row = {k: v for k, v in row.items() if k != "correct"}
         disk.write(path, key, row=np.array(json.dumps(stored_row)), correct=row["correct"])
@@ -198,22 +206,29 @@ def summarize(rows: Sequence[Mapping]) -> dict[tuple[str, int], dict]:
 
 
 def schedule_check(rows: Sequence[Mapping]) -> str:
-    """A table: per recipe and budget the learning rate, epochs run and kept, and seeds that stopped on patience.
+    """A table: per recipe and budget the learning rate, epochs run and kept, and how each run ended.
 
-    A cell in which some seed used up its maximum is flagged ``MAX``: do not draw a conclusion
-    from it.
+    ``on patience`` counts the seeds whose validation accuracy stopped improving; a cell in which
+    some seed used up its maximum is flagged ``MAX``: do not draw a conclusion from it.
+    ``kept 1st`` counts the seeds that kept the weights of their first validation pass: for
+    LP-FT, the probe's head (fine-tuning never beat it); for any other, a run that never improved
+    after its first check. The linear probe has no epochs (a convex fit): ``-``.
     """
     lines = [f"{'strategy':<18}{'labels/class':>13}{'lr':>9}{'epochs run':>12}{'epoch kept':>12}"
-             f"{'stopped on patience':>21}"]
+             f"{'on patience':>13}{'kept 1st':>10}"]
     for (label, n), members in _groups(rows).items():
         run = [row["epochs_run"] for row in members]
         kept = [row["best_epoch"] for row in members]
-        patient = sum(bool(row["stopped_early"]) for row in members)
-        flag = "  MAX" if any(row["hit_max"] for row in members) else ""
-        lr = f"C {members[0]['C']:g}" if members[0]["lr"] is None else f"{members[0]['lr']:g}"
+        seeds = len(members)
         span = (lambda values: f"{min(values)}-{max(values)}" if min(values) != max(values) else f"{values[0]}")
-        lines.append(f"{label:<18}{n:>13}{lr:>9}{span(run):>12}{span(kept):>12}"
-                     f"{f'{patient} of {len(members)}':>21}{flag}")
+        if members[0]["lr"] is None:  # the linear probe
+            lr, run, kept, patient, first, flag = f"C {members[0]['C']:g}", "-", "-", "-", "-", ""
+        else:
+            lr, run, kept = f"{members[0]['lr']:g}", span(run), span(kept)
+            patient = f"{sum(bool(row['stopped_early']) for row in members)} of {seeds}"
+            first = f"{sum(bool(row.get('kept_first')) for row in members)} of {seeds}"
+            flag = "  MAX" if any(row["hit_max"] for row in members) else ""
+        lines.append(f"{label:<18}{n:>13}{lr:>9}{run:>12}{kept:>12}{patient:>13}{first:>10}{flag}")
     return "\n".join(lines)
 
 
@@ -248,7 +263,7 @@ def table(rows: Sequence[Mapping]) -> str:
 def ranking(rows: Sequence[Mapping], n_per_class: int) -> list[dict]:
     """Every recipe at one budget against the one with the best mean: the paired difference and its verdict.
 
-    Returns dicts, best first, with ``label``, ``mean``, ``trainable_parameters``,
+    Returns dicts, best first, with ``label``, ``mean``, ``strategy``, ``trainable_parameters``,
     ``difference`` (a `companion.compare.PairedDifference` against the best; None for the best
     itself) and ``tied`` (True for the best and for every recipe whose interval includes 0).
     """
@@ -258,16 +273,25 @@ def ranking(rows: Sequence[Mapping], n_per_class: int) -> list[dict]:
     result = []
     for label in sorted(summary, key=lambda label: -summary[label]["mean"]):
         difference = None if label == best else compare_rows(rows, best, label, n_per_class)
-        result.append({"label": label, "mean": summary[label]["mean"],
+        result.append({"label": label, "mean": summary[label]["mean"], "strategy": summary[label]["strategy"],
                        "trainable_parameters": summary[label]["trainable_parameters"],
                        "difference": difference, "tied": difference is None or difference.winner is None})
     return result
 
 
+def _cost(entry: Mapping) -> tuple[int, int]:
+    """Trainable parameters, then the kind of fit: a convex probe fit is cheaper than gradient descent."""
+    return entry["trainable_parameters"], 0 if entry["strategy"] == "linear_probe" else 1
+
+
 def cheapest_tied(rows: Sequence[Mapping], n_per_class: int) -> str:
-    """The recipe with the fewest trainable parameters among those tied with the best at ``n_per_class``."""
+    """The cheapest recipe among those tied with the best at ``n_per_class``.
+
+    Cheapest: the fewest trainable parameters; between equal counts (the probe and the head
+    train the same 7,686 numbers) the linear probe, whose one convex fit needs no epochs.
+    """
     tied = [entry for entry in ranking(rows, n_per_class) if entry["tied"]]
-    return min(tied, key=lambda entry: entry["trainable_parameters"])["label"]
+    return min(tied, key=_cost)["label"]
 
 
 def advice(rows: Sequence[Mapping], n_per_class: int) -> str:

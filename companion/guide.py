@@ -2,17 +2,19 @@
 
 Scope: `recommend_strategy` turns two facts a team can measure before any fine-tuning, how many
 labels per class it has and how well a linear probe on the frozen backbone already does (the
-probe's *lift*, see `lift`), into a recipe of `companion.recipes.RECIPES`. Each of the `RULES`
-names the measurement of the course it comes from: the chapter, the section and the cell, with
-what was measured there; a rule for a cell the course did not measure says so. Where the
-measured strategies tie, a rule names the cheapest of the tied ones.
+probe's *lift*, see `lift`), into a recipe of `companion.recipes.RECIPES` and a check to train
+beside it (scratch, the control every comparison of the course has). Each of the `RULES` names
+the measurement of the course it comes from: the chapter, the section and the cell, with what
+was measured there; what the course did not measure, it says so. Where the measured strategies
+tie, a rule names the cheapest of the tied ones. The boundary between the rules (75 labels per
+class) lies between budgets the course measured (50 and 100).
 
 Usage::
 
     >>> from companion import guide
     >>> advice = guide.recommend_strategy(labels_per_class=20, probe_accuracy=0.4, num_classes=6)
-    >>> advice.recipe.label
-    'head only'
+    >>> advice.recipe.label, advice.check.label
+    ('head only', 'scratch')
 
 Taught in ``notebooks/08_practical_recipe.ipynb``; the measurements are chapter 4's decision
 guide and chapter 6's curves.
@@ -34,8 +36,9 @@ __all__ = ["Rule", "RULES", "Recommendation", "lift", "recommend_strategy"]
 class Rule:
     """One cell of the guide: a range of labels per class and of lift, the recipe, its evidence.
 
-    ``max_labels`` and ``min_lift`` bound the cell (``None``: no bound); ``evidence`` says where
-    the course measured it and what the measurement showed, or that it was not measured.
+    ``max_labels`` and ``min_lift`` bound the cell (``None``: no bound); ``check`` is the recipe
+    to train beside ``recipe`` and compare on validation; ``evidence`` says where the course
+    measured it and what the measurement showed, or that it was not measured.
     """
 
     name: str
@@ -43,6 +46,7 @@ class Rule:
     min_lift: float | None
     recipe: str
     evidence: str
+    check: str = "scratch"
 
     def matches(self, labels_per_class: int, probe_lift: float) -> bool:
         return ((self.max_labels is None or labels_per_class <= self.max_labels)
@@ -50,23 +54,23 @@ class Rule:
 
 
 # First match wins. The evidence sentences summarise committed notebook outputs; tests/test_guide.py
-# checks every rule against the cells it cites. Two targets were measured (the new camera, near
-# the existing one, and the x-ray scanner, far from it); they gave the same answer at every
-# budget, so no rule needs the probe's lift to tell them apart. It is reported with the advice.
+# checks every rule against the cells it cites. Up to 50 labels per class two targets were measured
+# (the new camera, near the existing one, and the x-ray scanner, far from it), and both give the
+# head; beyond that, only the new camera. No rule needs the probe's lift, which is reported with
+# the advice.
 RULES: tuple[Rule, ...] = (
-    Rule("few labels", 10, None, "linear_probe",
-         "chapter 4, 'A decision guide', 5 labels per class: on both targets the probe is tied with "
-         "the best and as cheap as anything, and scratch loses; chapter 5, 'Fine-tuning everything "
-         "on a tiny set': full fine-tuning does not beat the smaller steps on 5 x-ray labels per class"),
-    Rule("some labels", 75, None, "head_only",
-         "chapter 4, 'A decision guide', 20 and 50 labels per class: on both targets the head is tied "
-         "with the best and trains 7,686 parameters, as few as the probe and fewer than any other "
-         "strategy; the probe loses on the scanner at 20"),
-    Rule("many labels", None, None, "scratch",
-         "chapter 6, 100 and 300 labels per class on the new camera: scratch beats the probe and "
-         "partial fine-tuning; chapter 8, 'Where does it fail?', 300 labels per class: scratch beats "
-         "LP-FT, the whole network fine-tuned, on 600 photos (one seed each). Full fine-tuning at 300 "
-         "labels per class is not measured with an interval in this course"),
+    Rule("few or some labels", 75, None, "head_only",
+         "chapter 4, 'A decision guide', 5, 20 and 50 labels per class on both targets: the head is the "
+         "best mean or tied with it in every cell and trains 7,686 parameters; the probe, as cheap, loses "
+         "at 5 on the scanner and at 20 on the new camera; full fine-tuning, run at 20, never beats the "
+         "head; chapter 5, 'Fine-tuning everything on a tiny set': full fine-tuning loses to the head on "
+         "5 x-ray labels per class"),
+    Rule("many labels", None, None, "full_finetune",
+         "chapter 6, 'Against scratch, budget by budget', 100 and 300 labels per class on the new camera, "
+         "3 seeds: scratch beats the probe and partial fine-tuning, so frozen features fall behind; "
+         "whole-network fine-tuning against scratch at 300 labels per class is measured in chapter 8, "
+         "'Where does it fail?', with one seed each, which is not a verdict: train both and keep the one "
+         "with the higher validation accuracy"),
 )
 
 
@@ -82,16 +86,19 @@ def lift(probe_accuracy: float, num_classes: int) -> float:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """A recipe, the rule that chose it and the evidence behind the rule."""
+    """A recipe, the check to train beside it, the rule that chose them and the evidence behind the rule."""
 
     recipe: StrategyConfig
+    check: StrategyConfig
     rule: str
     evidence: str
     lift: float
     labels_per_class: int
 
     def __str__(self) -> str:
-        return (f"recommended: {self.recipe.label} (RECIPES[{self.recipe_key!r}])\n"
+        check = next(key for key, config in RECIPES.items() if config == self.check)
+        return (f"recommended: {self.recipe.label} (RECIPES[{self.recipe_key!r}]); "
+                f"beside it: {self.check.label} (RECIPES[{check!r}])\n"
                 f"rule: {self.rule} ({self.labels_per_class} labels per class, probe lift {self.lift:.2f})\n"
                 f"evidence: {self.evidence}")
 
@@ -117,4 +124,5 @@ def recommend_strategy(labels_per_class: int, probe_accuracy: float, num_classes
         raise invalid(probe_accuracy, "probe_accuracy", func, "a float in [0, 1]", hint)
     probe_lift = lift(probe_accuracy, num_classes)
     rule = next(rule for rule in RULES if rule.matches(labels_per_class, probe_lift))
-    return Recommendation(RECIPES[rule.recipe], rule.name, rule.evidence, probe_lift, labels_per_class)
+    return Recommendation(RECIPES[rule.recipe], RECIPES[rule.check], rule.name, rule.evidence, probe_lift,
+                          labels_per_class)

@@ -53,7 +53,7 @@ __all__ = ["TASK_A", "TASK_B", "VARIANTS", "CACHE_VERSION", "PAPER_REFERENCE", "
 TASK_A: tuple[str, ...] = ("ok", "tear", "water_damage")
 TASK_B: tuple[str, ...] = ("dent", "puncture", "crushed_corner")
 VARIANTS: tuple[str, ...] = ("BnB", "BnB+", "AnB", "AnB+")
-CACHE_VERSION = 2  # bump when LayerNet or the training recipe of train_base changes
+CACHE_VERSION = 3  # bump when LayerNet, the training recipe of train_base or what is stored changes
 
 # Yosinski et al. (2014), Figure 2: top-1 accuracy on ImageNet task B (500 classes) of an
 # 8-layer network, n = 1..7 layers copied. Approximate values read off the published figure
@@ -227,14 +227,15 @@ def _digest(dataset: ImageSet) -> str:
     return digest.hexdigest()
 
 
-def train_base(train_set: ImageSet, val_set: ImageSet, *, recipe: StrategyConfig, lr: float, num_layers: int = 6,
-               width: int = 16, seed: int = 0, device: torch.device | str | None = None, cache: bool = True,
-               cache_dir: str | Path | None = None) -> LayerNet:
-    """Train (or load from the disk cache) a base `LayerNet` on one task, from random weights."""
-    func = "train_base"
-    check_train_val(train_set, val_set, func)
-    check_image_set(val_set, "val_set", func)
-    check_bool(cache, "cache", func)
+def _fit_summary(history: train.History) -> tuple[int, int, bool, bool]:
+    """Epochs run, epoch kept, stopped on patience, kept its first validation pass."""
+    return (history.num_epochs, history.best_epoch, bool(history.stopped_early),
+            bool(history.val_epochs) and history.best_epoch == history.val_epochs[0])
+
+
+def _train_base(train_set: ImageSet, val_set: ImageSet, *, recipe: StrategyConfig, lr: float, num_layers: int,
+                width: int, seed: int, device, cache: bool, cache_dir) -> tuple[LayerNet, tuple]:
+    """`train_base`, also returning how its run ended (`_fit_summary`), which the cache keeps too."""
     device = repro.get_device(device)
     model = make_layer_net(len(train_set.classes), num_layers=num_layers, width=width, seed=seed)
     key = json.dumps({"version": CACHE_VERSION, "num_layers": num_layers, "width": width,
@@ -245,14 +246,28 @@ def train_base(train_set: ImageSet, val_set: ImageSet, *, recipe: StrategyConfig
     directory = Path(cache_dir) if cache_dir is not None else disk.cache_dir()
     path = directory / f"layernet_{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
     names = list(model.state_dict())
-    stored = disk.read(path, key, names) if cache else None
+    stored = disk.read(path, key, names + ["fit_summary"]) if cache else None
     if stored is not None:
         model.load_state_dict({name: torch.from_numpy(stored[name]) for name in names})
-        return model.to(device, memory_format=torch.channels_last).eval()
-    fit_layer_net(model, train_set, val_set, recipe=recipe, lr=lr, seed=seed, device=device)
+        epochs, kept, patient, first = (int(v) for v in stored["fit_summary"])
+        return model.to(device, memory_format=torch.channels_last).eval(), (epochs, kept, bool(patient), bool(first))
+    summary = _fit_summary(fit_layer_net(model, train_set, val_set, recipe=recipe, lr=lr, seed=seed, device=device))
     if cache:
-        disk.write(path, key, **{name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()})
-    return model.eval()
+        disk.write(path, key, fit_summary=np.array(summary, dtype=np.int64),
+                   **{name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()})
+    return model.eval(), summary
+
+
+def train_base(train_set: ImageSet, val_set: ImageSet, *, recipe: StrategyConfig, lr: float, num_layers: int = 6,
+               width: int = 16, seed: int = 0, device: torch.device | str | None = None, cache: bool = True,
+               cache_dir: str | Path | None = None) -> LayerNet:
+    """Train (or load from the disk cache) a base `LayerNet` on one task, from random weights."""
+    func = "train_base"
+    check_train_val(train_set, val_set, func)
+    check_image_set(val_set, "val_set", func)
+    check_bool(cache, "cache", func)
+    return _train_base(train_set, val_set, recipe=recipe, lr=lr, num_layers=num_layers, width=width, seed=seed,
+                       device=device, cache=cache, cache_dir=cache_dir)[0]
 
 
 @dataclass
@@ -263,7 +278,9 @@ class LayerTransferResult:
     the per-image correctness of seed ``s`` at ``depths[j]``. ``base_b`` (the baseline, trained
     on B from scratch) and ``base_a`` (on task A's test set) have shape ``(num_seeds,)``;
     ``base_b_correct`` holds the baseline's per-image correctness, what `companion.compare`
-    pairs each treatment with.
+    pairs each treatment with. ``fits`` maps each network (``"baseA"``, ``"baseB"``, or
+    ``(variant, n)``) to one `(epochs run, epoch kept, stopped on patience, kept its first
+    check)` per seed, which `schedule_check` prints.
     """
 
     depths: tuple[int, ...]
@@ -275,6 +292,7 @@ class LayerTransferResult:
     base_b_correct: list
     lr: float
     config: dict = field(default_factory=dict)
+    fits: dict = field(default_factory=dict)
 
     def relative(self, variant: str) -> np.ndarray:
         """Accuracy minus the same seed's baseB, shape ``(num_seeds, len(depths))``."""
@@ -282,15 +300,28 @@ class LayerTransferResult:
         return self.accuracy[variant] - self.base_b[:, None]
 
     def table(self) -> str:
-        """Mean +- sd over seeds of every variant at every n, and the baseline, as text."""
+        """Mean +- sd (ddof 1) over seeds of every variant at every n, and the baseline, as text."""
+        sd = (lambda values: float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
         lines = [f"test accuracy on task B, mean +- sd over {len(self.seeds)} seeds",
                  f"{'n':>3}" + "".join(f"{variant:>16}" for variant in self.accuracy)]
         for column, depth in enumerate(self.depths):
-            cells = [f"{values[:, column].mean():.3f} +- {values[:, column].std():.3f}"
+            cells = [f"{values[:, column].mean():.3f} +- {sd(values[:, column]):.3f}"
                      for values in self.accuracy.values()]
             lines.append(f"{depth:>3}" + "".join(f"{cell:>16}" for cell in cells))
-        lines.append(f"baseB (n = 0): {self.base_b.mean():.3f} +- {self.base_b.std():.3f};  "
-                     f"baseA on task A: {self.base_a.mean():.3f} +- {self.base_a.std():.3f}")
+        lines.append(f"baseB (n = 0): {self.base_b.mean():.3f} +- {sd(self.base_b):.3f};  "
+                     f"baseA on task A: {self.base_a.mean():.3f} +- {sd(self.base_a):.3f}")
+        return "\n".join(lines)
+
+    def schedule_check(self) -> str:
+        """Per network: epochs run and kept over the seeds, and how many stopped on patience or kept their 1st check."""
+        lines = [f"{'network':<12}{'epochs run':>12}{'epoch kept':>12}{'on patience':>13}{'kept 1st':>10}"]
+        span = (lambda values: f"{min(values)}-{max(values)}" if min(values) != max(values) else f"{values[0]}")
+        for name, runs in self.fits.items():
+            label = name if isinstance(name, str) else f"{name[0]}, n={name[1]}"
+            flag = "" if all(run[2] for run in runs) else "  MAX"
+            lines.append(f"{label:<12}{span([r[0] for r in runs]):>12}{span([r[1] for r in runs]):>12}"
+                         f"{f'{sum(r[2] for r in runs)} of {len(runs)}':>13}"
+                         f"{f'{sum(r[3] for r in runs)} of {len(runs)}':>10}{flag}")
         return "\n".join(lines)
 
 
@@ -331,7 +362,7 @@ def run_layer_transfer(task_a: dict[str, ImageSet], task_b: dict[str, ImageSet],
         check_seed(seed, "seeds", func)
     network = dict(num_layers=config.num_layers, width=config.width, recipe=config.recipe, device=device,
                    cache=cache, cache_dir=cache_dir)
-    search = {lr: train_base(task_b["train"], task_b["val"], lr=lr, seed=seeds[0], **network)
+    search = {lr: _train_base(task_b["train"], task_b["val"], lr=lr, seed=seeds[0], **network)[0]
               for lr in sorted(config.recipe.grid)}
     scores = {lr: train.evaluate(model, task_b["val"], device=device)["accuracy"] for lr, model in search.items()}
     lr = max(scores, key=lambda value: (scores[value], -value))
@@ -340,9 +371,12 @@ def run_layer_transfer(task_a: dict[str, ImageSet], task_b: dict[str, ImageSet],
     correct = {variant: [[None] * len(depths) for _ in seeds] for variant in VARIANTS}
     base_a, base_b, base_b_correct = np.zeros(len(seeds)), np.zeros(len(seeds)), []
     cache_of_prefixes = prefix.PrefixCache()
+    fits: dict = {}
     for row, seed in enumerate(seeds):
-        bases = {name: train_base(task["train"], task["val"], lr=lr, seed=seed, **network)
-                 for name, task in (("A", task_a), ("B", task_b))}
+        bases = {}
+        for name, task in (("A", task_a), ("B", task_b)):
+            bases[name], summary = _train_base(task["train"], task["val"], lr=lr, seed=seed, **network)
+            fits.setdefault(f"base{name}", []).append(summary)
         base_a[row] = train.evaluate(bases["A"], task_a["test"], device=device)["accuracy"]
         base_b_correct.append(_correct(bases["B"], task_b["test"], device))
         base_b[row] = base_b_correct[-1].mean()
@@ -350,11 +384,12 @@ def run_layer_transfer(task_a: dict[str, ImageSet], task_b: dict[str, ImageSet],
             for variant in VARIANTS:
                 model = transfer_layers(bases[variant[0]], depth, num_classes, freeze=not variant.endswith("+"),
                                         seed=1000 + seed)
-                fit_layer_net(model, task_b["train"], task_b["val"], recipe=config.recipe, lr=lr, seed=seed,
-                              prefix_cache=cache_of_prefixes, device=device)
+                history = fit_layer_net(model, task_b["train"], task_b["val"], recipe=config.recipe, lr=lr,
+                                        seed=seed, prefix_cache=cache_of_prefixes, device=device)
+                fits.setdefault((variant, depth), []).append(_fit_summary(history))
                 correct[variant][row][column] = _correct(model, task_b["test"], device)
                 accuracy[variant][row, column] = correct[variant][row][column].mean()
     return LayerTransferResult(depths=depths, seeds=seeds, accuracy=accuracy, correct=correct, base_a=base_a,
                                base_b=base_b, base_b_correct=base_b_correct, lr=lr,
                                config=dict(asdict(config), task_a=task_a["train"].classes,
-                                           task_b=task_b["train"].classes, lr=lr))
+                                           task_b=task_b["train"].classes, lr=lr), fits=fits)

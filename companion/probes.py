@@ -1,7 +1,7 @@
 """Linear probes: how linearly decodable the classes are from a set of features.
 
 Scope: `fit_probe` trains a scikit-learn logistic-regression probe on standardised features with
-its inverse regularisation ``C`` chosen on a validation split (`CS`, four values: the same size
+its inverse regularisation ``C`` chosen on a validation split (`CS`, five values: the same size
 of search as every learning-rate grid of `companion.recipes`); `probe_accuracy` scores it;
 `probe_by_depth` probes every depth of a backbone from one cached feature pass;
 `copy_into_classifier` writes a fitted probe into a model's linear head, so a probe becomes an
@@ -38,7 +38,7 @@ from companion.validation import check, check_instance, check_int, check_seed
 
 __all__ = ["CS", "ProbeResult", "fit_probe", "probe_accuracy", "probe_by_depth", "copy_into_classifier"]
 
-CS = (0.001, 0.01, 0.1, 1.0)  # the probe's search grid: four values, like every learning-rate grid
+CS = (0.0001, 0.001, 0.01, 0.1, 1.0)  # the probe's search grid: five values, like every learning-rate grid
 ABSENT_CLASS_BIAS = -1e4  # logit bias of a class the probe never saw: never predicted
 
 

@@ -1,8 +1,8 @@
 """One recipe per strategy, as data: how every comparison of the course trains its contenders.
 
 Scope: a `StrategyConfig` holds everything that decides how a strategy is trained except the
-data, the learning rate and the seed: which depths train, the search grid (four learning
-rates, or four values of ``C`` for the linear probe), the batch size, the stopping rule and its
+data, the learning rate and the seed: which depths train, the search grid (five learning
+rates, or five values of ``C`` for the linear probe), the batch size, the stopping rule and its
 limits. `RECIPES` has one per strategy, and every chapter that ranks strategies takes them from
 here; a chapter changes a setting only to teach that setting (``RECIPES["scratch"].with_(...)``),
 and says so.
@@ -18,9 +18,9 @@ Usage::
 
     >>> from companion.recipes import RECIPES
     >>> RECIPES["full_finetune"].grid
-    (0.0003, 0.001, 0.003, 0.01)
+    (0.0001, 0.0003, 0.001, 0.003, 0.01)
     >>> RECIPES["full_finetune"].schedule_for(num_train=120)
-    Schedule(eval_every=2, max_epochs=60, patience=3)
+    Schedule(eval_every=2, max_epochs=80, patience=5)
 
 Taught in ``notebooks/04_feature_extraction_vs_fine_tuning.ipynb``.
 """
@@ -55,9 +55,11 @@ class StrategyConfig:
     """How one strategy trains; `RECIPES` holds the course's, `with_` derives a variant.
 
     ``grid``: the learning rates the search tries (for ``linear_probe``, its values of ``C``;
-    for ``lp_ft``, the fine-tuning phase's rates, its head phase training at ``head_lr_mult``
-    times the same rate). ``top_k_stages``: trainable depths from the top for
-    ``partial_finetune``. ``head_lr_mult``: the new head's rate as a multiple of the backbone's.
+    for ``lp_ft``, the fine-tuning phase's rates: its first phase is a linear probe, whose ``C``
+    is searched on validation inside the run). ``top_k_stages``: trainable depths from the top for
+    ``partial_finetune``. ``head_lr_mult``: the new head's rate as a multiple of the backbone's
+    (``head_only``, ``partial_finetune``, ``full_finetune``; LP-FT's probed head fine-tunes at
+    ``lr`` with the rest).
     ``scratch_width``: base channels of the scratch CNN. ``batchnorm``: ``"train"`` (the
     BatchNorm layers of trainable depths normalise with batch statistics and update their
     running ones, frozen depths keep the source's), ``"frozen"`` (every BatchNorm layer keeps
@@ -149,30 +151,29 @@ class StrategyConfig:
         return self.strategy != "linear_probe"
 
 
-_FRAME = dict(batch_size=32, eval_images=200)
+_FRAME = dict(batch_size=32, eval_images=200, patience=5, max_passes=40)  # one stopping rule for all
+# Five rates per strategy, half a decade apart, placed where its search found the best rates: the
+# head alone prefers smaller rates than the strategies that move the backbone (tuned_recipes.md).
+_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+_HEAD_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 # ``tuned``: the search of benchmarks/tune_recipes.py (results/tuned_recipes.md), pasted by hand.
 RECIPES: dict[str, StrategyConfig] = {
     "linear_probe": StrategyConfig(
         "linear_probe", "linear probe", probes.CS, **_FRAME,
         tuned=((5, 0.01), (20, 0.001), (50, 0.1), (100, 0.1), (300, 0.01))),
     "head_only": StrategyConfig(
-        "head_only", "head only", (3e-4, 1e-3, 3e-3, 1e-2), patience=4, max_passes=30, **_FRAME,
-        tuned=((5, 0.003), (20, 0.001), (50, 0.001), (100, 0.003), (300, 0.0003))),
-    "partial_top1": StrategyConfig(
-        "partial_finetune", "partial (top 1)", (1e-4, 3e-4, 1e-3, 3e-3), top_k_stages=1,
-        patience=4, max_passes=30, **_FRAME,
-        tuned=((5, 0.003), (20, 0.001), (50, 0.0003), (100, 0.0003), (300, 0.0001))),
+        "head_only", "head only", _HEAD_GRID, **_FRAME,
+        tuned=((5, 0.0001), (20, 0.0003), (50, 0.001), (100, 3e-05), (300, 3e-05))),
     "partial_top2": StrategyConfig(
-        "partial_finetune", "partial (top 2)", (1e-4, 3e-4, 1e-3, 3e-3), top_k_stages=2,
-        patience=4, max_passes=30, **_FRAME,
-        tuned=((5, 0.0003), (20, 0.003), (50, 0.0003), (100, 0.003), (300, 0.0003))),
+        "partial_finetune", "partial (top 2)", _LR_GRID, top_k_stages=2, **_FRAME,
+        tuned=((5, 0.0003), (20, 0.0003), (50, 0.0003), (100, 0.003), (300, 0.003))),
     "full_finetune": StrategyConfig(
-        "full_finetune", "full fine-tuning", (3e-4, 1e-3, 3e-3, 1e-2), patience=3, max_passes=30,
-        **_FRAME, tuned=((5, 0.001), (20, 0.003), (50, 0.003), (100, 0.003), (300, 0.003))),
+        "full_finetune", "full fine-tuning", _LR_GRID, **_FRAME,
+        tuned=((5, 0.001), (20, 0.001), (50, 0.001), (300, 0.001))),
     "lp_ft": StrategyConfig(
-        "lp_ft", "LP-FT", (3e-4, 1e-3, 3e-3, 1e-2), patience=3, max_passes=30, **_FRAME,
-        tuned=((5, 0.003), (20, 0.0003), (50, 0.003), (100, 0.01), (300, 0.01))),
+        "lp_ft", "LP-FT", _LR_GRID, **_FRAME,
+        tuned=((20, 0.0001),)),
     "scratch": StrategyConfig(
-        "scratch", "scratch", (3e-3, 1e-2, 3e-2, 1e-1), patience=5, max_passes=40, **_FRAME,
-        tuned=((5, 0.03), (20, 0.1), (50, 0.1), (100, 0.03), (300, 0.01))),
+        "scratch", "scratch", (3e-3, 1e-2, 3e-2, 1e-1, 3e-1), **_FRAME,
+        tuned=((5, 0.03), (20, 0.3), (50, 0.1), (100, 0.03), (300, 0.01))),
 }

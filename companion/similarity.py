@@ -52,50 +52,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from companion import backbones, repro
 from companion.data import ImageSet
 from companion.validation import InvalidParameterError, check_float, check_image_set, check_instance, check_int
-from companion.validation import check_seed
+from companion.validation import check_features, check_seed
 
 __all__ = ["domain_classifier_accuracy", "proxy_a_distance", "feature_statistics_distance", "linear_cka",
            "SourceDistance", "source_distance", "with_source_statistics"]
 
 
 # --------------------------------------------------------------------------- validation
-def _check_features(
-    features: ArrayLike, name: str, function: str, min_samples: int = 2
-) -> np.ndarray:
-    """Return ``features`` as a finite float64 array of shape (N, D), or raise."""
-    array = np.asarray(features)
-    if array.dtype.kind not in "iuf":
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must be a real-valued numeric array of shape "
-            f"(n_samples, n_features). Got an array of dtype {array.dtype} instead."
-        )
-    if array.ndim != 2:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must be a 2-D array of shape "
-            f"(n_samples, n_features). Got an array of shape {array.shape} instead. Pool or "
-            f"flatten each example's features first, e.g. features.reshape(len(features), -1)."
-        )
-    num_samples, num_features = array.shape
-    if num_samples < min_samples:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must have at least {min_samples} samples "
-            f"(rows). Got {num_samples} instead."
-        )
-    if num_features < 1:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must have at least 1 feature (column). "
-            f"Got 0 instead."
-        )
-    array = array.astype(np.float64, copy=False)
-    num_bad = int(np.count_nonzero(~np.isfinite(array)))
-    if num_bad:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must contain only finite values. Got "
-            f"{num_bad} NaN or infinite entries instead; drop or impute them first."
-        )
-    return array
-
-
 def _check_same_num_features(
     a: np.ndarray, b: np.ndarray, names: tuple[str, str], function: str
 ) -> None:
@@ -139,8 +102,8 @@ def _domain_classifier_accuracy(
     C: float, function: str,
 ) -> float:
     """``domain_classifier_accuracy``, with error messages naming the public ``function``."""
-    source = _check_features(source_features, "source_features", function)
-    target = _check_features(target_features, "target_features", function)
+    source = check_features(source_features, "source_features", function)
+    target = check_features(target_features, "target_features", function)
     _check_same_num_features(source, target, ("source_features", "target_features"), function)
     seed = check_seed(seed, "seed", function)
     test_fraction = check_float(test_fraction, "test_fraction", function, low=0.0, high=1.0, low_open=True,
@@ -217,8 +180,8 @@ def feature_statistics_distance(a: ArrayLike, b: ArrayLike) -> float:
     a, b : arrays of shape (N_a, D) and (N_b, D), at least 2 samples each.
     """
     function = "feature_statistics_distance"
-    a = _check_features(a, "a", function)
-    b = _check_features(b, "b", function)
+    a = check_features(a, "a", function)
+    b = check_features(b, "b", function)
     _check_same_num_features(a, b, ("a", "b"), function)
     mean_term = float(np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2))
     # With S_a = R_a^T R_a and S_b = R_b^T R_b, the non-zero eigenvalues of S_a S_b are the
@@ -242,8 +205,8 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
     cheaper of the feature-space and the (N, N) Gram-matrix form is used.
     """
     function = "linear_cka"
-    X = _check_features(X, "X", function)
-    Y = _check_features(Y, "Y", function)
+    X = check_features(X, "X", function)
+    Y = check_features(Y, "Y", function)
     if X.shape[0] != Y.shape[0]:
         raise InvalidParameterError(
             f"The 'X' and 'Y' parameters of {function} must describe the same examples in the "

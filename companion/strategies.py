@@ -13,10 +13,11 @@ regimes, from least to most adapted:
 - ``partial_finetune``: the top ``top_k_stages`` depths and the head train, the head at
   ``head_lr_mult`` times ``lr`` (`adapt.param_groups`).
 - ``full_finetune``: everything trains, the head at ``head_lr_mult`` times ``lr``.
-- ``lp_ft``: the head first, trained on the frozen backbone at ``head_lr_mult`` times ``lr``
-  until validation stops improving, then everything fine-tuned from that head at ``lr``
-  (linear probing, then fine-tuning: Kumar et al., 2022); the head-only weights stay a
-  candidate, so fine-tuning is kept only if it improves on them on validation.
+- ``lp_ft``: a linear probe first (logistic regression on the frozen backbone's pooled
+  features, ``C`` searched on validation over `companion.probes.CS`, copied into the head),
+  then everything fine-tuned from that head at ``lr``, the head included (linear probing, then
+  fine-tuning: Kumar et al., 2022). The probe's head stays a candidate (validation pass 0), so
+  fine-tuning is kept only if it improves on it on validation.
 - ``scratch``: `companion.scratch.ScratchCNN` trained from random weights.
 
 Frozen depths are run once per image through a shared `companion.prefix.PrefixCache`
@@ -156,14 +157,14 @@ def run_strategy(config: StrategyConfig, train_set: ImageSet, val_set: ImageSet 
     num_depths = backbones.spec_of(model).num_depths
     num_frozen = _num_frozen(config, num_depths)
     if config.batchnorm == "adabn":  # the target's own statistics in every BatchNorm layer, before training
-        adapt.adabn(model, train_set, device=device)
+        adapt.adabn(model, train_set, batch_size=min(len(train_set), 256), device=device)  # one batch: exact
     fit = dict(lr=lr, seed=seed, cache=cache, device=device, progress=progress)
     if config.strategy == "linear_probe":
         adapt.freeze(model, num_depths)
         probe = _probe(model, train_set, val_set, config.grid, seed, cache, device)
-    elif config.strategy == "lp_ft":  # the head first, on the frozen backbone, then everything from it
+    elif config.strategy == "lp_ft":  # a linear probe first, on the frozen backbone, then everything from it
         adapt.freeze(model, num_depths)
-        _fit(model, num_depths, config, train_set, val_set, **dict(fit, lr=lr * config.head_lr_mult))
+        probe = _probe(model, train_set, val_set, probes.CS, seed, cache, device)
         adapt.unfreeze(model)
         history = _fit(model, 0, config, train_set, val_set, **fit, validate_first=True,
                        param_groups=adapt.param_groups(model, lr=lr, head_lr_mult=1.0))

@@ -28,8 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize
 
-from companion.similarity import _check_features
-from companion.validation import InvalidParameterError
+from companion.validation import InvalidParameterError, check_features
 
 __all__ = ["logme"]
 
@@ -178,7 +177,7 @@ def logme(features: ArrayLike, labels: ArrayLike) -> float:
 
     """
     function = "logme"
-    features = _check_features(features, "features", function)
+    features = check_features(features, "features", function)
     labels = _check_labels(labels, function, num_samples=len(features))
     classes = np.unique(labels)
     targets = (labels[:, None] == classes[None, :]).astype(np.float64)  # (N, C) one-hot columns

@@ -25,9 +25,11 @@ import math
 from collections.abc import Callable, Iterable
 from numbers import Integral, Real
 
+import numpy as np
+
 __all__ = ["InvalidParameterError", "invalid", "check", "check_int", "check_float", "check_bool",
            "check_choice", "check_callable", "check_instance", "check_seed", "check_image_set",
-           "check_train_val"]
+           "check_train_val", "check_features"]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -168,3 +170,40 @@ def check_train_val(train_set: object, val_set: object, func: str) -> None:
         check(val_set.classes == train_set.classes, val_set, "val_set", func,
               "an ImageSet with the same classes as train_set",
               f"Its classes are {val_set.classes}; train_set's are {train_set.classes}.")
+
+
+def check_features(
+    features: object, name: str, function: str, min_samples: int = 2
+) -> np.ndarray:
+    """Return ``features`` as a finite float64 array of shape (N, D), or raise (similarity, transferability)."""
+    array = np.asarray(features)
+    if array.dtype.kind not in "iuf":
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must be a real-valued numeric array of shape "
+            f"(n_samples, n_features). Got an array of dtype {array.dtype} instead."
+        )
+    if array.ndim != 2:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must be a 2-D array of shape "
+            f"(n_samples, n_features). Got an array of shape {array.shape} instead. Pool or "
+            f"flatten each example's features first, e.g. features.reshape(len(features), -1)."
+        )
+    num_samples, num_features = array.shape
+    if num_samples < min_samples:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must have at least {min_samples} samples "
+            f"(rows). Got {num_samples} instead."
+        )
+    if num_features < 1:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must have at least 1 feature (column). "
+            f"Got 0 instead."
+        )
+    array = array.astype(np.float64, copy=False)
+    num_bad = int(np.count_nonzero(~np.isfinite(array)))
+    if num_bad:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must contain only finite values. Got "
+            f"{num_bad} NaN or infinite entries instead; drop or impute them first."
+        )
+    return array

@@ -359,7 +359,8 @@ def test_a_registered_backbone_trains_extracts_and_checkpoints_with_its_own_norm
         return model
 
     monkeypatch.setattr(backbones, "load_backbone", recording_load)
-    config = RECIPES["partial_top1"].with_(backbone=TEST_RESNET, pretrained=False, max_passes=2, patience=1)
+    config = RECIPES["partial_top2"].with_(top_k_stages=1, backbone=TEST_RESNET, pretrained=False, max_passes=2,
+                                          patience=1)
     result = strategies.run_strategy(config, train_set, val_set, lr=1e-3, seed=0, device="cpu")
     monkeypatch.undo()
     assert spec_of(result.model) is resnet_spec and result.num_frozen == 4

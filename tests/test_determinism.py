@@ -38,7 +38,7 @@ def pipeline() -> dict:
     X = {name: features.extract_features(model, part, device="cpu", cache=False)
          for name, part in parts.items()}  # (N, 1280) each
     probe = probes.fit_probe(X["train"], train_set.labels, X["val"], val_set.labels, seed=0)
-    recipe = RECIPES["partial_top1"].with_(max_passes=2, patience=1, batch_size=8, eval_images=1)
+    recipe = RECIPES["partial_top2"].with_(top_k_stages=1, max_passes=2, patience=1, batch_size=8, eval_images=1)
     tuned = strategies.run_strategy(recipe, train_set, val_set, lr=1e-3, seed=0, device="cpu")
     return {
         "features": X,

@@ -8,7 +8,8 @@ from companion import compare, data, grid, strategies, train
 from companion.recipes import RECIPES
 
 ROW_KEYS = {"label", "strategy", "n_per_class", "seed", "lr", "C", "search", "val_accuracy", "test_accuracy",
-            "correct", "epochs_run", "best_epoch", "stopped_early", "hit_max", "trainable_parameters", "seconds"}
+            "correct", "epochs_run", "best_epoch", "stopped_early", "hit_max", "kept_first", "trainable_parameters",
+            "seconds"}
 HEAD = RECIPES["head_only"].with_(max_passes=3, patience=1)
 GRID = {"probe": RECIPES["linear_probe"], "head": HEAD}
 
@@ -187,6 +188,14 @@ def test_schedule_check_flags_a_run_that_hit_its_maximum(rows):
     assert len(flagged) == 1 and flagged[0].split()[:2] == ["head", "2"] and "1 of 2" in flagged[0]
     probe_line = next(line for line in lines[1:] if line.startswith("probe"))
     assert "C " in probe_line and not probe_line.endswith("MAX")  # the probe has no epochs to use up
+    assert probe_line.split()[-4:] == ["-", "-", "-", "-"]  # nor a patience or a first check
+
+
+def test_schedule_check_counts_the_runs_that_kept_their_first_check(rows):
+    """Check the 'kept 1st' column: seeds whose best weights were those of their first validation pass."""
+    rows = [dict(row, kept_first=row["label"] == "head" and row["seed"] == 0) for row in rows]
+    head_lines = [line for line in grid.schedule_check(rows).splitlines() if line.startswith("head")]
+    assert head_lines and all(line.split()[-3:] == ["1", "of", "2"] for line in head_lines)
 
 
 def test_compare_rows_pairs_the_runs_by_seed(rows):
@@ -244,14 +253,16 @@ def test_summarize_and_schedule_check_reject_what_are_not_rows():
             reader([{"label": "x"}])
 
 
-def synthetic_rows(accuracies: dict, parameters: dict, n_per_class: int = 20, seeds=(0, 1, 2)) -> list[dict]:
+def synthetic_rows(accuracies: dict, parameters: dict, n_per_class: int = 20, seeds=(0, 1, 2),
+                   strategies: dict | None = None) -> list[dict]:
     """Rows of three seeds per recipe on 600 test images, each seed right on a given share of them."""
-    rows = []
+    rows, strategies = [], strategies or {}
     for label, shares in accuracies.items():
         for seed, share in zip(seeds, shares):
             correct = np.zeros(600, bool)
             correct[np.random.default_rng(seed).permutation(600)[:int(share * 600)]] = True
-            rows.append({"label": label, "strategy": "head_only", "n_per_class": n_per_class, "seed": seed,
+            rows.append({"label": label, "strategy": strategies.get(label, "head_only"), "n_per_class": n_per_class,
+                         "seed": seed,
                          "lr": 1e-3, "C": None, "search": None, "val_accuracy": share, "test_accuracy": share,
                          "correct": correct, "epochs_run": 10, "best_epoch": 5, "stopped_early": True,
                          "hit_max": False, "trainable_parameters": parameters[label], "seconds": 1.0})
@@ -274,3 +285,23 @@ def test_ranking_ties_what_the_interval_cannot_separate_and_names_the_cheapest()
     assert grid.advice(alone, 20) == "best mean: big (0.81)" and grid.cheapest_tied(alone, 20) == "big"
     with pytest.raises(ValueError, match="The 'n_per_class' parameter of ranking must be a budget of the rows"):
         grid.ranking(rows, 5)
+
+
+def test_cheapest_tied_prefers_the_probe_to_a_head_of_the_same_size():
+    """Check the tie-break between equal parameter counts: the probe's convex fit beats gradient descent."""
+    rows = synthetic_rows({"head": (0.81, 0.81, 0.82), "probe": (0.82, 0.80, 0.80)}, {"head": 7_686, "probe": 7_686},
+                          strategies={"probe": "linear_probe"})
+    assert [(e["label"], e["tied"]) for e in grid.ranking(rows, 20)] == [("head", True), ("probe", True)]
+    assert grid.cheapest_tied(rows, 20) == "probe"
+
+
+def test_make_row_is_the_row_run_grid_makes(parts):
+    """Check that a run made by hand and turned into a row by make_row equals run_grid's row of the same run."""
+    (made,) = grid.run_grid({"head": HEAD}, parts["train"], parts["val"], parts["test"], budgets=[2], seeds=[0],
+                            device="cpu", cache=False)
+    train_set = data.sample_per_class(parts["train"], 2, seed=0)
+    result = strategies.run_strategy(HEAD, train_set, parts["val"], seed=0, device="cpu")
+    row = grid.make_row("head", 2, result, strategies.evaluate_strategy(result, parts["test"], device="cpu"))
+    assert set(row) == ROW_KEYS
+    np.testing.assert_array_equal(row.pop("correct"), made.pop("correct"))
+    assert {k: v for k, v in row.items() if k != "seconds"} == {k: v for k, v in made.items() if k != "seconds"}

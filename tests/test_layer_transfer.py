@@ -179,6 +179,16 @@ def test_run_layer_transfer_shapes_correctness_and_table(parts, tmp_path):
     np.testing.assert_allclose(result.relative("BnB"), result.accuracy["BnB"] - result.base_b[:, None])
     table = result.table()
     assert "AnB+" in table and "baseB (n = 0)" in table and len(table.splitlines()) == 5
+    sd = f"{np.std(result.accuracy['BnB'][:, 0], ddof=1):.3f}"  # the sample sd, as compare uses
+    assert table.splitlines()[2].split()[3] == sd
+    expected = ["baseA", "baseB"] + [(variant, n) for n in (1, 3) for variant in lt.VARIANTS]
+    assert list(result.fits) == expected and all(len(runs) == 2 for runs in result.fits.values())
+    for epochs, kept, patient, first in (run for runs in result.fits.values() for run in runs):
+        assert 1 <= epochs and 0 <= kept <= epochs and isinstance(patient, bool) and isinstance(first, bool)
+    check = result.schedule_check().splitlines()
+    assert len(check) == 1 + len(expected) and check[1].startswith("baseA") and check[-1].startswith("AnB+, n=3")
+    again = lt.run_layer_transfer(task_a, task_b, config=config, depths=[1, 3], seeds=(0, 1), cache_dir=tmp_path)
+    assert again.fits["baseB"] == result.fits["baseB"]  # a cached base keeps how its run ended
     with pytest.raises(ValueError, match="The 'variant' parameter of LayerTransferResult.relative must be one of"):
         result.relative("AnA")
 

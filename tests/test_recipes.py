@@ -9,7 +9,7 @@ import pytest
 from companion import backbones, probes
 from companion.recipes import IMAGE_SIZE, RECIPES, STRATEGIES, Schedule, StrategyConfig
 
-KEYS = ("linear_probe", "head_only", "partial_top1", "partial_top2", "full_finetune", "lp_ft", "scratch")
+KEYS = ("linear_probe", "head_only", "partial_top2", "full_finetune", "lp_ft", "scratch")
 
 
 def config(**changes) -> StrategyConfig:
@@ -102,7 +102,7 @@ def test_every_recipe_is_a_valid_config_of_the_course():
     assert len({len(recipe.grid) for recipe in RECIPES.values()}) == 1  # the same search for every contender
     assert len({recipe.label for recipe in RECIPES.values()}) == len(RECIPES)
     assert RECIPES["linear_probe"].grid == probes.CS and not RECIPES["linear_probe"].tunes_lr
-    assert (RECIPES["partial_top1"].top_k_stages, RECIPES["partial_top2"].top_k_stages) == (1, 2)
+    assert RECIPES["partial_top2"].top_k_stages == 2
     assert {recipe.batch_size for recipe in RECIPES.values()} == {RECIPES["scratch"].batch_size}
     assert {recipe.eval_images for recipe in RECIPES.values()} == {RECIPES["scratch"].eval_images}
     assert isinstance(IMAGE_SIZE, int) and 32 <= IMAGE_SIZE <= 512  # a size the renderer draws

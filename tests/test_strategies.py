@@ -10,7 +10,7 @@ from companion.recipes import RECIPES, StrategyConfig
 
 CLASSES = ("red", "green", "blue")
 NUM_DEPTHS = backbones.get_spec().num_depths
-NUM_FROZEN = {"linear_probe": NUM_DEPTHS, "head_only": NUM_DEPTHS, "partial_top1": NUM_DEPTHS - 1,
+NUM_FROZEN = {"linear_probe": NUM_DEPTHS, "head_only": NUM_DEPTHS,
               "partial_top2": NUM_DEPTHS - 2, "full_finetune": 0, "lp_ft": 0, "scratch": 0}
 
 
@@ -86,9 +86,9 @@ def test_every_strategy_trains_and_reports(key, train_set, val_set):
     assert result.trainable_parameters == expected_trainable(key)
     assert result.num_frozen == NUM_FROZEN[key]
     assert (result.history is None) == (key == "linear_probe")
-    assert (result.probe is not None) == (key == "linear_probe")
+    assert (result.probe is not None) == (key in ("linear_probe", "lp_ft"))  # LP-FT's first phase is a probe
     if result.history is not None:
-        first = [0] if key == "lp_ft" else []  # LP-FT scores its trained head before fine-tuning
+        first = [0] if key == "lp_ft" else []  # LP-FT scores its probed head before fine-tuning
         epochs = result.history.num_epochs  # LP-FT may stop at once when fine-tuning does not beat its head
         assert (epochs == 2 or key == "lp_ft") and result.history.val_epochs == first + list(range(1, epochs + 1))
         assert result.val_accuracy == result.history.best_val_accuracy
@@ -170,28 +170,27 @@ def test_partial_finetune_trains_the_head_faster(train_set, val_set, monkeypatch
     assert rates == {"blocks.6": 1e-3, "head": 1e-3, "classifier": pytest.approx(4e-3)}
 
 
-def test_lp_ft_trains_the_head_first_then_everything_from_it(train_set, val_set, monkeypatch):
-    """Check that lp_ft trains only the head (frozen backbone, head_lr_mult x lr), then every parameter at lr."""
+def test_lp_ft_fits_a_linear_probe_first_then_fine_tunes_everything_from_it(train_set, val_set, monkeypatch):
+    """Check that lp_ft starts from the linear probe's head (C chosen on validation), then trains every parameter at lr."""
     calls = []
     fit = train.fit
 
     def spy_fit(model, *args, **kwargs):
-        inner = model.model if isinstance(model, prefix.Suffix) else model
-        calls.append({"start": inner.get_classifier().weight.detach().clone(), "kwargs": kwargs,
-                      "trainable": adapt.count_parameters(inner)})
+        calls.append({"start": model.get_classifier().weight.detach().clone(), "kwargs": kwargs,
+                      "trainable": adapt.count_parameters(model)})
         return fit(model, *args, **kwargs)
 
     monkeypatch.setattr(train, "fit", spy_fit)
-    result = run(fast("lp_ft", head_lr_mult=5.0), train_set, val_set, lr=1e-3)
-    head_phase, fine_tune = calls
-    classifier = sum(p.numel() for p in result.model.get_classifier().parameters())
-    assert head_phase["trainable"]["trainable"] == classifier  # phase 1: the head alone
-    assert head_phase["kwargs"]["lr"] == pytest.approx(5e-3) and head_phase["kwargs"]["param_groups"] is None
-    assert head_phase["kwargs"]["model_input"] is not None  # ... on the cached frozen backbone
-    assert fine_tune["trainable"]["frozen"] == 0  # phase 2: everything
+    result = run(fast("lp_ft"), train_set, val_set, lr=1e-3)
+    (fine_tune,) = calls  # one gradient-descent phase: the probe is a logistic regression, not a trained head
+    probe = run(fast("linear_probe").with_(grid=probes.CS), train_set, val_set)
+    assert result.probe.C == probe.probe.C and result.probe.val_accuracies == probe.probe.val_accuracies
+    torch.testing.assert_close(fine_tune["start"], probe.model.get_classifier().weight)  # starts from the probe
+    assert fine_tune["trainable"]["frozen"] == 0  # everything trains
     assert {group["lr"] for group in fine_tune["kwargs"]["param_groups"]} == {1e-3}  # the head included
-    assert not torch.equal(fine_tune["start"], head_phase["start"])  # phase 2 starts from the trained head
-    assert result.trainable_parameters == fine_tune["trainable"]["total"] and result.probe is None
+    assert fine_tune["kwargs"]["validate_first"]  # the probe's head is validation pass 0, a candidate
+    assert result.history.val_accuracy[0] == pytest.approx(probe.val_accuracy)
+    assert result.trainable_parameters == fine_tune["trainable"]["total"]
 
 
 def test_linear_probe_head_reproduces_the_sklearn_probe(val_set):
@@ -282,7 +281,7 @@ def test_run_strategy_wants_a_config_and_a_fitting_top_k(train_set, val_set, ste
         strategies.run_strategy("head_only", train_set, val_set, lr=1e-2)
     with pytest.raises(ValueError, match=rf"The 'top_k_stages' parameter of run_strategy must be at most {NUM_DEPTHS}, "
                                          r"the number of depths of efficientnet_lite0. Got 10"):
-        run(fast("partial_top1", top_k_stages=10), train_set, val_set)
+        run(fast("partial_top2", top_k_stages=10), train_set, val_set)
     assert stem_images == []
 
 

@@ -184,8 +184,19 @@ def test_check_train_val():
         raised(lambda: check_train_val(train, image_set([]), "fit")))
 
 
+def test_check_features_returns_a_finite_float_matrix_or_names_what_is_wrong():
+    """Check that integer and float (N, D) arrays come back as float64; bad dtype, shape, size and NaN are refused."""
+    out = validation.check_features([[1, 2], [3, 4]], "X", "f")
+    assert out.dtype == np.float64 and out.shape == (2, 2)
+    for value, message in (([["a", "b"], ["c", "d"]], "real-valued numeric array"), (np.zeros(4), "2-D array"),
+                           (np.zeros((1, 3)), "at least 2 samples"), (np.zeros((3, 0)), "at least 1 feature"),
+                           (np.array([[0.0, np.nan], [1.0, 2.0]]), "only finite values. Got 1 NaN")):
+        with pytest.raises(InvalidParameterError, match=re.escape(message)):
+            validation.check_features(value, "X", "f")
+
+
 def test_every_public_checker_is_tested():
     """Check that __all__ lists exactly the checkers tested here (a new one needs a test)."""
     assert set(validation.__all__) == {"InvalidParameterError", "invalid", "check", "check_int", "check_float",
                                        "check_bool", "check_choice", "check_callable", "check_instance",
-                                       "check_seed", "check_image_set", "check_train_val"}
+                                       "check_seed", "check_image_set", "check_train_val", "check_features"}
