@@ -54,9 +54,10 @@ def _markdown(text: str) -> str:
 
 
 def _link(question: dict) -> str:
-    """A Markdown link from book/ to the page that teaches ``question`` (MyST resolves it)."""
+    """A MyST ``{doc}`` link from book/ to the page that teaches ``question`` (the strict build checks it)."""
     source = next(ROOT.glob(question["doc"] + ".*"))
-    return f"[\u201c{question['section']}\u201d]({Path('..', source.relative_to(ROOT)).as_posix()})"
+    target = Path("..", source.relative_to(ROOT)).with_suffix("").as_posix()
+    return f"{{doc}}`\u201c{question['section']}\u201d <{target}>`"
 
 
 def _ordered(concept: str) -> list[dict]:
