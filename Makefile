@@ -60,7 +60,9 @@ test-unit: $(STAMP)
 	$(BIN)/pytest tests/ companion/ --doctest-modules --cov=companion --cov-report=term
 
 # First a check that each notebook was fully executed and carries no timing metadata (nbval skips
-# cells that were never run). Then nbval re-executes each notebook in a fresh kernel of this
+# cells that were never run), and that its quiz cells show the current question files
+# (after editing one: python tools/refresh_quizzes.py NOTEBOOK). Then nbval re-executes each
+# notebook in a fresh kernel of this
 # environment and compares every text output with the committed one, after the substitutions
 # listed in $(SANITIZE). The kernels run offline: PYTHONSTARTUP makes each one run
 # tools/offline_kernel.py first, which refuses every connection except to loopback.
@@ -69,6 +71,7 @@ ifeq ($(strip $(NOTEBOOKS)),)
 	@echo "No notebooks in notebooks/ yet: nothing for nbval to check."
 else
 	$(BIN)/python tools/strip_volatile.py --check $(NOTEBOOKS)
+	$(BIN)/python tools/refresh_quizzes.py --check $(NOTEBOOKS)
 	PYTHONSTARTUP=$(CURDIR)/tools/offline_kernel.py $(BIN)/pytest --nbval --nbval-current-env --nbval-sanitize-with $(SANITIZE) $(NOTEBOOKS)
 endif
 

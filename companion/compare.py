@@ -51,12 +51,17 @@ class PairedDifference:
 
     @property
     def verdict(self) -> str:
-        """``"<a> beats <b>"``, ``"<b> beats <a>"`` or ``"<a> and <b> tie"``."""
+        """``"<a> beats <b>"``, ``"<b> beats <a>"`` or ``"<a> and <b> tie"``.
+
+        With one seed a win is said of the two trained models on these test images, not of how
+        they were trained: ``"<a> beats <b> on these test images (one run each)"``.
+        """
         a, b = self.names
+        one_run = " on these test images (one run each)" if self.num_seeds == 1 else ""
         if self.low > 0:
-            return f"{a} beats {b}"
+            return f"{a} beats {b}{one_run}"
         if self.high < 0:
-            return f"{b} beats {a}"
+            return f"{b} beats {a}{one_run}"
         return f"{a} and {b} tie"
 
     @property
@@ -67,7 +72,7 @@ class PairedDifference:
     def __str__(self) -> str:
         seeds = (f"{self.num_seeds} seeds" if self.num_seeds > 1
                  else "1 seed: training randomness not counted")
-        return (f"{self.names[0]} - {self.names[1]}: {self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] "
+        return (f"{self.names[0]} - {self.names[1]}: {self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}] "
                 f"({seeds}, {self.num_test} test images): {self.verdict}")
 
 

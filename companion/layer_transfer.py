@@ -305,11 +305,11 @@ class LayerTransferResult:
         lines = [f"test accuracy on task B, mean +- sd over {len(self.seeds)} seeds",
                  f"{'n':>3}" + "".join(f"{variant:>16}" for variant in self.accuracy)]
         for column, depth in enumerate(self.depths):
-            cells = [f"{values[:, column].mean():.3f} +- {sd(values[:, column]):.3f}"
+            cells = [f"{values[:, column].mean():.2f} +- {sd(values[:, column]):.2f}"
                      for values in self.accuracy.values()]
             lines.append(f"{depth:>3}" + "".join(f"{cell:>16}" for cell in cells))
-        lines.append(f"baseB (n = 0): {self.base_b.mean():.3f} +- {sd(self.base_b):.3f};  "
-                     f"baseA on task A: {self.base_a.mean():.3f} +- {sd(self.base_a):.3f}")
+        lines.append(f"baseB (n = 0): {self.base_b.mean():.2f} +- {sd(self.base_b):.2f};  "
+                     f"baseA on task A: {self.base_a.mean():.2f} +- {sd(self.base_a):.2f}")
         return "\n".join(lines)
 
     def schedule_check(self) -> str:

@@ -137,7 +137,9 @@ def _named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def model_left_as_it_was(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Inside the block, move and switch ``model`` freely; afterwards it is back as it came.
 
-    Restores train/eval mode and the device and strides (memory layout) of every tensor. A
+    Restores the train/eval mode of every submodule (a model in `companion.adapt.train_mode`, with
+    frozen BatchNorm layers in eval mode, comes back so) and the device and strides (memory
+    layout) of every tensor. A
     function that runs a caller's model in eval mode and ``channels_last`` (feature extraction,
     the frozen-prefix cache) uses it, so whether its cache answered can never change later
     float results on that model.
@@ -150,12 +152,13 @@ def model_left_as_it_was(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         >>> model.training, model.weight.is_contiguous()
         (True, True)
     """
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}
     layouts = {name: (tensor.device, tensor.stride()) for name, tensor in _named_tensors(model).items()}
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
         for name, tensor in _named_tensors(model).items():
             device, stride = layouts[name]
             if tensor.device != device or tensor.stride() != stride:

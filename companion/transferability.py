@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize
 
-from companion.validation import InvalidParameterError, check_features
+from companion.validation import InvalidParameterError, check_array, check_features
 
 __all__ = ["logme"]
 
@@ -39,17 +39,9 @@ _LOGME_MARGIN = 30.0
 
 def _check_labels(labels: ArrayLike, function: str, num_samples: int) -> np.ndarray:
     """Return ``labels`` as a 1-D array with one label per sample and >= 2 classes, or raise."""
-    array = np.asarray(labels)
-    if array.dtype.kind not in "biuUS":
-        raise InvalidParameterError(
-            f"The 'labels' parameter of {function} must be an array of integer or string class "
-            f"labels. Got an array of dtype {array.dtype} instead."
-        )
-    if array.ndim != 1:
-        raise InvalidParameterError(
-            f"The 'labels' parameter of {function} must be a 1-D array of shape (n_samples,). "
-            f"Got an array of shape {array.shape} instead."
-        )
+    array = check_array(labels, "labels", function, kinds="biuUS", ndim=1,
+                        kind_text="an array of integer or string class labels",
+                        shape_text="(n_samples,)")
     if len(array) != num_samples:
         raise InvalidParameterError(
             f"The 'labels' parameter of {function} must have one label per row of 'features' "

@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["InvalidParameterError", "invalid", "check", "check_int", "check_float", "check_bool",
            "check_choice", "check_callable", "check_instance", "check_seed", "check_image_set",
-           "check_train_val", "check_features"]
+           "check_train_val", "check_features", "check_array"]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -172,22 +172,37 @@ def check_train_val(train_set: object, val_set: object, func: str) -> None:
               f"Its classes are {val_set.classes}; train_set's are {train_set.classes}.")
 
 
+def check_array(value: object, name: str, function: str, *, kinds: str, ndim: int, kind_text: str,
+                shape_text: str, hint: str = "") -> np.ndarray:
+    """Return ``value`` as an array whose dtype kind is one of ``kinds`` and with ``ndim`` axes, or raise.
+
+    >>> check_array([1, 2], "labels", "f", kinds="iu", ndim=1, kind_text="integer labels",
+    ...             shape_text="(n_samples,)").shape
+    (2,)
+    """
+    array = np.asarray(value)
+    if array.dtype.kind not in kinds:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must be {kind_text}. Got an array of dtype "
+            f"{array.dtype} instead."
+        )
+    if array.ndim != ndim:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {function} must be a {ndim}-D array of shape {shape_text}. "
+            f"Got an array of shape {array.shape} instead.{hint}"
+        )
+    return array
+
+
 def check_features(
     features: object, name: str, function: str, min_samples: int = 2
 ) -> np.ndarray:
     """Return ``features`` as a finite float64 array of shape (N, D), or raise (similarity, transferability)."""
-    array = np.asarray(features)
-    if array.dtype.kind not in "iuf":
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must be a real-valued numeric array of shape "
-            f"(n_samples, n_features). Got an array of dtype {array.dtype} instead."
-        )
-    if array.ndim != 2:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of {function} must be a 2-D array of shape "
-            f"(n_samples, n_features). Got an array of shape {array.shape} instead. Pool or "
-            f"flatten each example's features first, e.g. features.reshape(len(features), -1)."
-        )
+    array = check_array(features, name, function, kinds="iuf", ndim=2,
+                        kind_text="a real-valued numeric array of shape (n_samples, n_features)",
+                        shape_text="(n_samples, n_features)",
+                        hint=" Pool or flatten each example's features first, e.g. "
+                             "features.reshape(len(features), -1).")
     num_samples, num_features = array.shape
     if num_samples < min_samples:
         raise InvalidParameterError(

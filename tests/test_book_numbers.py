@@ -82,3 +82,42 @@ def test_the_check_can_fail():
     assert not printed("0.70", "accuracy 0.705") and printed("0.70", "accuracy 0.70 +- 0.03")
     assert printed("-0.36", "a change of -0.36") and not printed("1.5", "11.5")
     assert _quoted("accuracy 0.691 and -0.363, Python 3.10") == ["0.691", "-0.363"]
+
+
+INTERVAL = re.compile(r"[-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]")  # a difference and its interval
+
+
+def _intervals(text: str) -> list[str]:
+    return INTERVAL.findall(text)
+
+
+def _unsigned(interval: str) -> str:
+    """``-0.12 [-0.17, -0.07]`` and ``+0.12 ...``: prose may drop a leading plus sign."""
+    return interval.lstrip("+")
+
+
+@pytest.mark.parametrize("path", PAGES + NOTEBOOKS, ids=lambda p: p.name)
+def test_quoted_intervals_are_printed_whole(path):
+    """Check that each ``mean [low, high]`` the prose quotes is printed as one piece, not three loose numbers.
+
+    A stale interval whose three numbers happen to appear somewhere else passes the number test
+    above; this one does not. A page may quote any notebook, a notebook only itself (the knowledge
+    check: any chapter).
+    """
+    if path.suffix == ".md":
+        text, outputs = path.read_text(), ALL_OUTPUTS
+    else:
+        text = _markdown(path)
+        outputs = ALL_OUTPUTS if path.name == "knowledge_check.ipynb" else _outputs(path)
+    printed_intervals = {_unsigned(found) for found in _intervals(outputs)}
+    missing = [found for found in _intervals(text) if _unsigned(found) not in printed_intervals]
+    assert not missing, f"{path.name} quotes {missing}, which no output prints as one interval"
+
+
+def test_the_interval_check_can_fail():
+    """Check that three numbers printed apart do not make an interval, and that a printed one is found."""
+    outputs = "difference -0.12 [-0.17, -0.07]; elsewhere 0.05 and 0.09"
+    assert _intervals("lost -0.12 [-0.17, -0.07] here") == ["-0.12 [-0.17, -0.07]"]
+    assert _unsigned("+0.05 [+0.00, +0.09]") == "0.05 [+0.00, +0.09]"
+    assert {_unsigned(i) for i in _intervals(outputs)} == {"-0.12 [-0.17, -0.07]"}
+    assert "0.05 [0.05, 0.09]" not in {_unsigned(i) for i in _intervals(outputs)}

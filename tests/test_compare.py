@@ -114,8 +114,14 @@ def test_accuracy_interval_matches_the_formula_and_the_docstring():
 def test_str_reports_the_difference_its_interval_and_the_verdict():
     """Check the printed line of a comparison."""
     result = PairedDifference(("A", "B"), 0.2, 0.1, 0.3, 3, 100)
-    assert str(result) == "A - B: +0.200 [+0.100, +0.300] (3 seeds, 100 test images): A beats B"
+    assert str(result) == "A - B: +0.20 [+0.10, +0.30] (3 seeds, 100 test images): A beats B"
     assert PairedDifference(("A", "B"), -0.2, -0.3, -0.1, 3, 100).verdict == "B beats A"
+    one = PairedDifference(("A", "B"), 0.2, 0.1, 0.3, 1, 100)  # one run each: a claim about two models
+    assert str(one) == ("A - B: +0.20 [+0.10, +0.30] (1 seed: training randomness not counted, 100 test "
+                        "images): A beats B on these test images (one run each)")
+    assert one.winner == "A" and PairedDifference(("A", "B"), 0.0, -0.1, 0.1, 1, 100).verdict == "A and B tie"
+    # two decimals: an interval about 0.07 wide does not support a third
+    assert str(PairedDifference(("A", "B"), 0.1034, 0.0681, 0.1392, 1, 600)).startswith("A - B: +0.10 [+0.07, +0.14]")
 
 
 @pytest.mark.parametrize("a, b, names, match", [

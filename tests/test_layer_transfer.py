@@ -179,7 +179,7 @@ def test_run_layer_transfer_shapes_correctness_and_table(parts, tmp_path):
     np.testing.assert_allclose(result.relative("BnB"), result.accuracy["BnB"] - result.base_b[:, None])
     table = result.table()
     assert "AnB+" in table and "baseB (n = 0)" in table and len(table.splitlines()) == 5
-    sd = f"{np.std(result.accuracy['BnB'][:, 0], ddof=1):.3f}"  # the sample sd, as compare uses
+    sd = f"{np.std(result.accuracy['BnB'][:, 0], ddof=1):.2f}"  # the sample sd, as compare uses
     assert table.splitlines()[2].split()[3] == sd
     expected = ["baseA", "baseB"] + [(variant, n) for n in (1, 3) for variant in lt.VARIANTS]
     assert list(result.fits) == expected and all(len(runs) == 2 for runs in result.fits.values())

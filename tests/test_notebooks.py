@@ -62,3 +62,20 @@ def test_exactly_one_seed_everything(path):
     calls = sum(_source(c).count("seed_everything(") for c in _cells(path) if c["cell_type"] == "code")
     assert calls == (0 if path.parent.name == "book" else 1)
 
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_lines_fit_the_page(path):
+    """Check that no code line is over 88 characters, the width a book page shows without scrolling."""
+    long = [(index, line) for index, cell in enumerate(_cells(path)) if cell["cell_type"] == "code"
+            for line in _source(cell).splitlines() if len(line) > 88]
+    assert not long, f"{path.name}: code lines over 88 characters (cell, line): {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_has_alt_text(path):
+    """Check that each code cell that draws a figure gives it alt text in its metadata (mystnb.image.alt)."""
+    missing = [index for index, cell in enumerate(_cells(path)) if cell["cell_type"] == "code"
+               and any("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+               and not cell.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt", "").strip()]
+    assert not missing, f"{path.name}: figure cells without alt text: {missing}"

@@ -424,9 +424,9 @@ NUMERIC_SOURCES = {
         r"normalised with mean \((\d\.\d+), \1, \1\), std \((\d\.\d+), \2, \2\)")),
     "ch02-all-shuffled": lambda: float(_line(
         "02_reusable_features", r"^all shuffled\s+(\d\.\d+)\s+[-+]")[1]),
-    "ch03-gain-shrinks": lambda: (lambda m: float(m[1]) - float(m[2]))(_line(
+    "ch03-gain-interval": lambda: (lambda m: float(m[2]) - float(m[1]))(_line(
         "03_source_target_similarity",
-        r"^ImageNet probe minus scratch: existing ([-+]\d\.\d+);.*?; new ([-+]\d\.\d+);")),
+        r"^new\s+\d\.\d+ \+- \d\.\d+\s+\d\.\d+ \+- \d\.\d+[-+]\d\.\d+ \[([-+]\d\.\d+), ([-+]\d\.\d+)\]")),
     "ch04-head-parameters": lambda: int(_line(
         "04_feature_extraction_vs_fine_tuning",
         r"^head only\s+([\d,]+) trainable parameters")[1].replace(",", "")),

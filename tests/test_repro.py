@@ -175,6 +175,15 @@ def test_model_left_as_it_was_restores_mode_and_memory_layout(training):
     assert all(torch.equal(values[name], tensor) for name, tensor in model.state_dict().items())
 
 
+def test_model_left_as_it_was_restores_mixed_modes_module_by_module():
+    """Check that a model half in train mode (frozen BatchNorm in eval, as adapt.train_mode leaves it) comes back so."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(2, 2)).train()
+    model[1].eval()
+    with repro.model_left_as_it_was(model):
+        model.eval()
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+
+
 def test_model_left_as_it_was_restores_even_when_the_block_raises():
     """Check that an exception inside the block still gives the model back as it came, and propagates."""
     model = torch.nn.Conv2d(3, 4, 3).train()

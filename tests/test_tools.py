@@ -1,4 +1,5 @@
-"""The developer tools: tools/gpu_check.py (never run on a GPU here) and tools/wheelhouse.py.
+"""The developer tools: tools/gpu_check.py (never run on a GPU here), tools/wheelhouse.py and
+tools/refresh_quizzes.py.
 
 Both are tested offline and without CUDA: the parts that decide what gpu-check compares, finds
 and reports, and the package list and pip command that ``make wheels`` would download.
@@ -24,6 +25,8 @@ def _tool(name: str):
 
 gpu_check = _tool("gpu_check")
 wheelhouse = _tool("wheelhouse")
+refresh_quizzes = _tool("refresh_quizzes")
+QUIZ_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "book" / "knowledge_check.ipynb"]
 
 
 def test_gpu_check_sets_the_cublas_config_before_torch_starts_cuda():
@@ -140,3 +143,40 @@ def test_wheelhouse_names_a_requirement_that_is_not_installed():
     with pytest.raises(ValueError, match=r"'no-such-dist' is required but not installed here: run "
                                          r"'make install'"):
         wheelhouse.closure(["no-such-dist"])
+
+
+@pytest.mark.parametrize("path", QUIZ_NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_quiz_cell_shows_its_current_question_file(path):
+    """Check that no committed quiz output is older than its question file (nbval would fail later)."""
+    notebook, stale = refresh_quizzes.stale_cells(path)
+    assert any(refresh_quizzes.is_quiz_cell(cell) for cell in notebook.cells), path
+    assert stale == [], f"run: python tools/refresh_quizzes.py {path.relative_to(ROOT)}"
+
+
+def test_refresh_quizzes_finds_and_rewrites_a_stale_quiz_cell(tmp_path, capsys):
+    """Check that an edited quiz output is reported by --check, then restored, other cells untouched."""
+    import nbformat
+    source = ROOT / "notebooks" / "02_reusable_features.ipynb"
+    copy = tmp_path / "notebooks" / source.name
+    copy.parent.mkdir()
+    copy.write_text(source.read_text())
+    notebook = nbformat.read(copy, as_version=4)
+    index = next(i for i, cell in enumerate(notebook.cells) if refresh_quizzes.is_quiz_cell(cell))
+    notebook.cells[index].outputs[0].data["text/html"] += "<p>an old question</p>"
+    nbformat.write(notebook, copy)
+    assert refresh_quizzes.main(["--check", str(copy)]) == 1
+    assert "out of date" in capsys.readouterr().out
+    assert refresh_quizzes.main([str(copy)]) == 0
+    assert refresh_quizzes.main(["--check", str(copy)]) == 0
+    refreshed = nbformat.read(copy, as_version=4)
+    original = nbformat.read(source, as_version=4)
+    assert [cell.source for cell in refreshed.cells] == [cell.source for cell in original.cells]
+    assert [cell.get("outputs") for cell in refreshed.cells] == [cell.get("outputs") for cell in original.cells]
+
+
+def test_a_cell_that_does_more_than_show_the_quiz_is_left_alone():
+    """Check that only cells made of the quiz import and quiz.show calls are re-rendered."""
+    import nbformat
+    assert refresh_quizzes.is_quiz_cell(nbformat.v4.new_code_cell('from companion import quiz\n\nquiz.show("intro")'))
+    assert not refresh_quizzes.is_quiz_cell(nbformat.v4.new_code_cell('x = train()\nquiz.show("intro")'))
+    assert not refresh_quizzes.is_quiz_cell(nbformat.v4.new_markdown_cell('quiz.show("intro")'))

@@ -195,8 +195,21 @@ def test_check_features_returns_a_finite_float_matrix_or_names_what_is_wrong():
             validation.check_features(value, "X", "f")
 
 
+def test_check_array_checks_the_dtype_kind_then_the_axes():
+    """Check that check_array returns the array, and names the parameter, the rule and the value given."""
+    kwargs = dict(kinds="iu", ndim=1, kind_text="integer labels", shape_text="(n_samples,)", hint=" Flatten it.")
+    np.testing.assert_array_equal(validation.check_array([3, 1], "y", "f", **kwargs), [3, 1])
+    with pytest.raises(validation.InvalidParameterError, match=r"'y' parameter of f must be integer labels\. "
+                                                                r"Got an array of dtype float64 instead\."):
+        validation.check_array([0.5], "y", "f", **kwargs)
+    with pytest.raises(ValueError, match=r"must be a 1-D array of shape \(n_samples,\)\. Got an array of shape "
+                                         r"\(1, 2\) instead\. Flatten it\."):
+        validation.check_array([[1, 2]], "y", "f", **kwargs)
+
+
 def test_every_public_checker_is_tested():
     """Check that __all__ lists exactly the checkers tested here (a new one needs a test)."""
     assert set(validation.__all__) == {"InvalidParameterError", "invalid", "check", "check_int", "check_float",
                                        "check_bool", "check_choice", "check_callable", "check_instance",
-                                       "check_seed", "check_image_set", "check_train_val", "check_features"}
+                                       "check_seed", "check_image_set", "check_train_val", "check_features",
+                                       "check_array"}
