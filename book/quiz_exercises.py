@@ -75,7 +75,7 @@ def _answer(number: int, question: dict) -> str:
                 lines += [f"- **{letter}. {_markdown(choice['answer'])}** "
                           f"{_markdown(choice['feedback'])}"]
     elif question["type"] == "numeric":
-        exact = question["tolerance"] < 1 and float(question["answer"]).is_integer()
+        exact = "exact count" in question["question"].lower()  # as the question says, not guessed
         accepted = "an exact count" if exact else f"answers within {question['tolerance']:g} count"
         answer = f"{int(question['answer']):,}" if exact else f"{question['answer']:g}"
         lines += [f"**{answer}** ({accepted}). "

@@ -57,8 +57,8 @@ class Rule:
 # checks every rule against the cells it cites. Up to 50 labels per class two targets were measured
 # (the new camera and the x-ray scanner), and both give the head; beyond that, only the new
 # camera, where full fine-tuning and scratch were not ranked over seeds: the cheaper is named
-# (DESIGN.md: a tie prefers the cheaper), the other trains beside it. No rule needs the probe's
-# lift, which is reported with the advice.
+# (the course's rule where a comparison has not separated two strategies), the other trains
+# beside it. No rule needs the probe's lift, which is reported with the advice.
 RULES: tuple[Rule, ...] = (
     Rule("few or some labels", 75, None, "head_only",
          "chapter 4, 'A decision guide', 5, 20 and 50 labels per class on both targets: the head is the "

@@ -389,6 +389,16 @@ def test_at_most_a_quarter_of_the_questions_are_look_ups():
 
 
 @pytest.mark.parametrize("question", NUMERIC, ids=lambda q: q["id"])
+def test_no_hint_range_overlaps_the_accepted_answers(question):
+    """Check that a wrong answer a hint explains is never graded right (the hint must lie outside the key)."""
+    low, high = question["answer"] - question["tolerance"], question["answer"] + question["tolerance"]
+    for hint in question.get("hints", []):
+        start, end = hint["range"]
+        assert end < low or start > high, (question["id"], hint["range"], (low, high))
+        assert not quiz.grade(question, (start + end) / 2)[0], (question["id"], hint["range"])
+
+
+@pytest.mark.parametrize("question", NUMERIC, ids=lambda q: q["id"])
 def test_numeric_question_states_its_tolerance(question):
     """Check that a numeric question says how close an answer must be (or that it is an exact count)."""
     text = question["question"]
