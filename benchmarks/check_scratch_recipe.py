@@ -11,7 +11,7 @@ table, the schedule check and the gap to the calibration figure to
 
 Usage::
 
-    python benchmarks/check_scratch_recipe.py            # about 20 minutes on 2 cores, cold
+    python benchmarks/check_scratch_recipe.py            # about 40 CPU-minutes, cold
     python benchmarks/check_scratch_recipe.py --dry-run  # print only
 """
 
